@@ -1,0 +1,18 @@
+// OpenBlockStore: picks the BlockStore implementation for a location.
+#include "kvtier/store.h"
+#include "store/rocks_block_store.h"
+
+namespace kvtier {
+
+Status OpenBlockStore(const std::string& location, const StoreOptions& options,
+                      std::unique_ptr<BlockStore>* store) {
+  // A directory path: the embedded RocksDB store ("rocksdb:" as in
+  // Describe() is accepted too).
+  constexpr std::string_view kRocksScheme = "rocksdb:";
+  if (location.starts_with(kRocksScheme)) {
+    return RocksBlockStore::Open(location.substr(kRocksScheme.size()), options, store);
+  }
+  return RocksBlockStore::Open(location, options, store);
+}
+
+}  // namespace kvtier

@@ -1,0 +1,123 @@
+// RocksBlockStore: the embedded disk tier, a BlockStore in one RocksDB
+// directory (see store_format.h for what the directory holds).
+//
+// Records go to the default column family with RocksDB's integrated BlobDB
+// (values >= 4 KiB in blob files, no RocksDB compression: records are zstd
+// already). Metadata, the recency index, the parent->child index and the
+// manifest live in small column families beside them, written in the same
+// WriteBatch as the records they describe, so a crash never leaves them
+// disagreeing.
+//
+// Budget and counters: the store counts records, raw and stored bytes (in
+// total and per namespace) in memory and writes their absolute values into
+// every batch that changes them, so open reads a few keys and never scans
+// the data. Stored bytes are record sizes, not RocksDB file sizes
+// (StoreStats::files_bytes reports those).
+//
+// Eviction: after each Put, while stored bytes exceed max_bytes, the first
+// entry of the recency index (least recently used; deepest first among
+// records used by the same Put/Touch call) is deleted together with every
+// descendant reachable through the parent->child index, since a chain
+// without its head can never be served. evicted_records counts every record
+// the budget removed, orphans_collected the descendants among them; in a
+// TrimResult likewise records_deleted includes orphans_collected. A single
+// record larger than the whole budget is refused (Full) rather than written
+// and evicted at once.
+//
+// A re-Put of a stored key only refreshes its recency: records are content-
+// addressed, so the value is not written again (no SSD writes for blocks a
+// store already holds). Delete() removes exactly the given records; their
+// descendants stay until the budget or a trim reaches them.
+//
+// Threads: readers (MultiGet, Exists, GetMeta, ForEachRecord, GetStats) go
+// straight to RocksDB; writers serialize on mu_ (RocksDB allows one writing
+// process; inside it, one mutating call at a time keeps the counters exact).
+#ifndef KVTIER_STORE_ROCKS_BLOCK_STORE_H_
+#define KVTIER_STORE_ROCKS_BLOCK_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <rocksdb/db.h>
+
+#include "kvtier/store.h"
+#include "store/store_mutation.h"
+
+namespace kvtier {
+
+class RocksBlockStore final : public BlockStore {
+ public:
+  // Opens (or creates) the store in directory `dir`. Errors as documented
+  // for OpenBlockStore() in kvtier/store.h.
+  static Status Open(const std::string& dir, const StoreOptions& options,
+                     std::unique_ptr<BlockStore>* store);
+
+  RocksBlockStore(const RocksBlockStore&) = delete;
+  RocksBlockStore& operator=(const RocksBlockStore&) = delete;
+  // Closes the database: no exceptions, no aborts; errors are logged.
+  ~RocksBlockStore() override;
+
+  void MultiGet(std::span<const Hash128> keys, std::vector<std::string>* values,
+                std::vector<Status>* statuses) override;
+  Status Exists(std::span<const Hash128> keys, std::vector<uint8_t>* present) override;
+  Status Put(std::span<const std::string_view> records) override;
+  Status Touch(std::span<const Hash128> keys) override;
+  Status Delete(std::span<const Hash128> keys) override;
+  Status Flush() override;
+  Status GetStats(StoreStats* stats) override;
+  Status RegisterNamespace(const Namespace& ns) override;
+  Status ListNamespaces(std::vector<NamespaceEntry>* out) override;
+  Status GetMeta(const Hash128& key, RecordMeta* meta) override;
+  Status ForEachRecord(const std::function<bool(const RecordMeta&)>& fn) override;
+  Status TrimToBytes(uint64_t max_bytes, TrimResult* result) override;
+  Status TrimOlderThan(int64_t unix_us, TrimResult* result) override;
+  Status DropNamespace(const Hash128& fingerprint, TrimResult* result) override;
+  Status Compact(CompactResult* result) override;
+  std::string Describe() const override;
+
+ private:
+  // Counters as readers see them: a copy published after every commit.
+  struct PublishedStats {
+    store_format::Counters counters;
+    uint64_t evicted_records = 0;
+    uint64_t orphans_collected = 0;
+  };
+
+  RocksBlockStore(std::string dir, StoreOptions options);
+
+  // store_open.cc
+  Status OpenDatabase(bool fresh);
+  Status LoadState(bool fresh);
+  void CloseDatabase();
+
+  Status CheckWritable() const;
+  void Log(const std::string& message) const;
+  void Publish();  // REQUIRES: mu_ held
+  uint64_t FilesBytes() const;
+
+  // store_eviction.cc. REQUIRE: mu_ held. Evict LRU-first (with
+  // descendants) while stored bytes exceed `budget`; add to `result`.
+  Status EvictToBudget(uint64_t budget, TrimResult* result);
+
+  const std::string dir_;
+  const StoreOptions options_;
+  rocksdb::WriteOptions write_options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // all open families
+  StoreFamilies cf_;
+
+  std::mutex mu_;         // held by every writing call, start to end
+  WriterState state_;     // GUARDED_BY(mu_)
+  uint64_t evicted_records_ = 0;    // GUARDED_BY(mu_)
+  uint64_t orphans_collected_ = 0;  // GUARDED_BY(mu_)
+
+  mutable std::mutex stats_mu_;
+  PublishedStats published_;  // GUARDED_BY(stats_mu_)
+};
+
+}  // namespace kvtier
+
+#endif  // KVTIER_STORE_ROCKS_BLOCK_STORE_H_

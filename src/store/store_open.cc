@@ -1,0 +1,354 @@
+// Opening and closing a RocksBlockStore: path checks, RocksDB options, the
+// format check and loading the persisted counters.
+#include <malloc.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <mutex>
+
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+
+#include "store/rocks_block_store.h"
+#include "store/store_format.h"
+
+namespace kvtier {
+
+namespace fmt = store_format;
+
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+
+// RocksDB's diagnostics for a read-only open go to the caller's sink: a
+// read-only inspector must not rotate the LOG file of a store that another
+// process is writing.
+class ForwardingLogger : public rocksdb::Logger {
+ public:
+  explicit ForwardingLogger(std::function<void(std::string_view)> sink)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::ERROR_LEVEL), sink_(std::move(sink)) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char buf[1024];
+    vsnprintf(buf, sizeof(buf), format, ap);
+    std::string line = std::string("rocksdb: ") + buf;
+    if (sink_) {
+      sink_(line);
+    } else {
+      std::cerr << "kvtier: " << line << "\n";
+    }
+  }
+
+ private:
+  std::function<void(std::string_view)> sink_;
+};
+
+// A block of 64 KiB - 4 MiB is allocated and freed by every blob read.
+// glibc serves such blocks with mmap/munmap by default (its dynamic
+// threshold adapts only after a first free, per arena) and trims the heap
+// top after frees, so each read paid for page faults and syscalls. Pinning
+// the thresholds above the largest block keeps those buffers on the heap.
+// This is process-wide, so it is done once and only raises the defaults.
+void TuneMallocForLargeReads() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, static_cast<int>(32 * kMiB));
+    mallopt(M_TRIM_THRESHOLD, static_cast<int>(128 * kMiB));
+  });
+}
+
+rocksdb::DBOptions DatabaseOptions(const StoreOptions& options) {
+  rocksdb::DBOptions o;
+  o.max_background_jobs = 2;
+  // Records, metadata and indexes share the WAL; the small families fill
+  // their memtables slowly and would pin old WAL files. This bound makes
+  // RocksDB flush them so the WAL stays small.
+  o.max_total_wal_size = 256 * kMiB;
+  o.bytes_per_sync = kMiB;
+  o.keep_log_file_num = 3;
+  o.max_log_file_size = 8 * kMiB;
+  if (options.read_only) o.info_log = std::make_shared<ForwardingLogger>(options.log);
+  return o;
+}
+
+rocksdb::BlockBasedTableOptions TableOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = cache;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  return t;
+}
+
+// Records: integrated BlobDB, RocksDB compression off (records are zstd).
+// Blob GC is on: the budget deletes records all the time and LRU keeps the
+// recently touched ones in old blob files, which without GC would stay on
+// disk for as long as one record in them lives. Relocation is cheap here
+// since the oldest files are mostly garbage by the time GC reaches them.
+rocksdb::ColumnFamilyOptions RecordFamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  o.write_buffer_size = 64 * kMiB;
+  o.compression = rocksdb::kNoCompression;
+  o.bottommost_compression = rocksdb::kNoCompression;
+  o.enable_blob_files = true;
+  o.min_blob_size = 4096;
+  o.blob_file_size = 256 * kMiB;
+  o.blob_compression_type = rocksdb::kNoCompression;
+  o.enable_blob_garbage_collection = true;
+  o.blob_garbage_collection_age_cutoff = 0.25;
+  o.blob_garbage_collection_force_threshold = 0.5;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(TableOptions(cache)));
+  return o;
+}
+
+// Metadata, indexes and the manifest: small keys and values.
+rocksdb::ColumnFamilyOptions IndexFamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  o.write_buffer_size = 8 * kMiB;
+  o.compression = rocksdb::kNoCompression;
+  o.bottommost_compression = rocksdb::kNoCompression;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(TableOptions(cache)));
+  return o;
+}
+
+const std::vector<std::string>& OwnFamilies() {
+  static const std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName,
+                                                 fmt::kMetaFamily, fmt::kLruFamily,
+                                                 fmt::kChildrenFamily, fmt::kSysFamily};
+  return names;
+}
+
+bool Contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+Status OpenError(const std::string& dir, const rocksdb::Status& s) {
+  const std::string msg = s.ToString();
+  if (s.IsIOError() && Contains(msg, "lock hold by current process")) {
+    return Status::Busy("store " + dir + " is already open in this process (RocksDB LOCK: " + msg +
+                        "); share one BlockStore, or open it read-only");
+  }
+  if (s.IsIOError() && Contains(msg, "While lock file")) {
+    return Status::Busy("store " + dir + " is held by another process (RocksDB LOCK: " + msg +
+                        "); inspect it read-only (the kvtier CLI's read commands, or "
+                        "StoreOptions::read_only) or share it through kvtierd");
+  }
+  if (s.IsCorruption()) return Status::Corruption("store " + dir + " is damaged: " + msg);
+  return Status::IOError("cannot open store " + dir + ": " + msg);
+}
+
+// What is at `dir` before RocksDB sees it.
+enum class PathState { kMissing, kEmptyDirectory, kDatabase };
+
+Status InspectPath(const std::string& dir, PathState* state) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0) {
+    const int err = errno;
+    if (err == ENOENT) {
+      *state = PathState::kMissing;
+      return Status::OK();
+    }
+    return Status::IOError("cannot access store path " + dir + ": " + std::strerror(err));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument(dir + " is not a kvtier store (it is a file, not a directory)");
+  }
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec), end;
+  if (ec) return Status::IOError("cannot read store directory " + dir + ": " + ec.message());
+  if (it == end) {
+    *state = PathState::kEmptyDirectory;
+    return Status::OK();
+  }
+  if (std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec)) {
+    *state = PathState::kDatabase;
+    return Status::OK();
+  }
+  return Status::InvalidArgument(dir + " is not a kvtier store (it holds '" +
+                                 it->path().filename().string() +
+                                 "' and no RocksDB database)");
+}
+
+}  // namespace
+
+RocksBlockStore::RocksBlockStore(std::string dir, StoreOptions options)
+    : dir_(std::move(dir)), options_(std::move(options)) {
+  write_options_.sync = options_.sync_writes;
+}
+
+RocksBlockStore::~RocksBlockStore() { CloseDatabase(); }
+
+Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options,
+                             std::unique_ptr<BlockStore>* store) {
+  store->reset();
+  if (dir.empty()) return Status::InvalidArgument("store path is empty");
+  PathState state = PathState::kMissing;
+  Status s = InspectPath(dir, &state);
+  if (!s.ok()) return s;
+  if (state != PathState::kDatabase) {
+    const char* why = state == PathState::kMissing ? "" : " (the directory is empty)";
+    if (options.read_only) {
+      return Status::NotFound("no kvtier store at " + dir + why + "; a read-only open creates none");
+    }
+    if (!options.create_if_missing) {
+      return Status::NotFound("no kvtier store at " + dir + why + " and create_if_missing is off");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::IOError("cannot create store directory " + dir + ": " + ec.message());
+  }
+  TuneMallocForLargeReads();
+  std::unique_ptr<RocksBlockStore> opened(new RocksBlockStore(dir, options));
+  const bool fresh = state != PathState::kDatabase;
+  s = opened->OpenDatabase(fresh);
+  if (s.ok()) s = opened->LoadState(fresh);
+  if (!s.ok()) return s;  // ~RocksBlockStore closes what was opened
+  *store = std::move(opened);
+  return Status::OK();
+}
+
+Status RocksBlockStore::OpenDatabase(bool fresh) {
+  rocksdb::DBOptions db_options = DatabaseOptions(options_);
+  std::vector<std::string> names = OwnFamilies();
+  if (!fresh) {
+    names.clear();
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, dir_, &names);
+    if (!s.ok()) return OpenError(dir_, s);
+    for (const std::string& own : OwnFamilies()) {
+      if (std::find(names.begin(), names.end(), own) == names.end()) {
+        return Status::InvalidArgument(dir_ + " is not a kvtier store (a RocksDB database without the '" +
+                                       own + "' column family)");
+      }
+    }
+  }
+  auto cache = rocksdb::NewLRUCache(8 * kMiB);
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const std::string& name : names) {
+    rocksdb::ColumnFamilyOptions cf_options;
+    if (name == rocksdb::kDefaultColumnFamilyName) {
+      cf_options = RecordFamilyOptions(cache);
+    } else if (std::find(OwnFamilies().begin(), OwnFamilies().end(), name) != OwnFamilies().end()) {
+      cf_options = IndexFamilyOptions(cache);
+    }
+    families.emplace_back(name, cf_options);
+  }
+  db_options.create_if_missing = fresh;
+  db_options.create_missing_column_families = fresh;
+
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s =
+      options_.read_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, dir_, families, &handles_, &db)
+          : rocksdb::DB::Open(db_options, dir_, families, &handles_, &db);
+  if (!s.ok()) return OpenError(dir_, s);
+  db_.reset(db);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == rocksdb::kDefaultColumnFamilyName) cf_.records = handles_[i];
+    if (names[i] == fmt::kMetaFamily) cf_.meta = handles_[i];
+    if (names[i] == fmt::kLruFamily) cf_.lru = handles_[i];
+    if (names[i] == fmt::kChildrenFamily) cf_.children = handles_[i];
+    if (names[i] == fmt::kSysFamily) cf_.sys = handles_[i];
+  }
+  return Status::OK();
+}
+
+Status RocksBlockStore::LoadState(bool fresh) {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf_.sys, fmt::kFormatKey, &value);
+  if (s.IsNotFound() && !fresh && !options_.read_only) {
+    // A store whose creation was interrupted before its first batch has our
+    // families and nothing in them: finish creating it.
+    std::unique_ptr<rocksdb::Iterator> sys(db_->NewIterator(rocksdb::ReadOptions(), cf_.sys));
+    std::unique_ptr<rocksdb::Iterator> records(db_->NewIterator(rocksdb::ReadOptions(), cf_.records));
+    sys->SeekToFirst();
+    records->SeekToFirst();
+    fresh = !sys->Valid() && !records->Valid() && sys->status().ok() && records->status().ok();
+  }
+  if (fresh) {
+    rocksdb::WriteBatch batch;
+    batch.Put(cf_.sys, fmt::kFormatKey, fmt::EncodeFormatVersion(kStoreFormatVersion));
+    batch.Put(cf_.sys, fmt::kCountersKey, fmt::EncodeCounters(state_.counters));
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    s = db_->Write(sync, &batch);
+    if (!s.ok()) return FromRocks(s, "cannot create store " + dir_);
+    std::lock_guard<std::mutex> lock(mu_);
+    Publish();
+    return Status::OK();
+  }
+  if (s.IsNotFound()) {
+    return Status::InvalidArgument(dir_ + " is not a kvtier store (a RocksDB database with no "
+                                   "kvtier format version)");
+  }
+  if (!s.ok()) return FromRocks(s, "cannot read store " + dir_);
+  uint32_t version = 0;
+  if (!fmt::DecodeFormatVersion(value, &version)) {
+    return Status::Corruption("store " + dir_ + " has a malformed format version (" +
+                              std::to_string(value.size()) + " bytes)");
+  }
+  if (version != kStoreFormatVersion) {
+    return Status::NotSupported("store " + dir_ + " has format version " + std::to_string(version) +
+                                "; this kvtier reads format version " +
+                                std::to_string(kStoreFormatVersion));
+  }
+
+  s = db_->Get(rocksdb::ReadOptions(), cf_.sys, fmt::kCountersKey, &value);
+  if (s.ok() && !fmt::DecodeCounters(value, &state_.counters)) {
+    return Status::Corruption("store " + dir_ + " has malformed counters");
+  }
+  if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "cannot read store " + dir_);
+
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_.sys));
+    for (it->Seek(fmt::kNamespacePrefix);
+         it->Valid() && it->key().starts_with(fmt::kNamespacePrefix); it->Next()) {
+      NamespaceEntry entry;
+      if (!fmt::DecodeNamespaceEntry(it->value().ToStringView(), &entry)) {
+        return Status::Corruption("store " + dir_ + " has a malformed manifest entry " +
+                                  it->key().ToString());
+      }
+      state_.namespaces[entry.fingerprint] = std::move(entry);
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "cannot read store " + dir_);
+
+    // Recency keeps increasing across restarts even if the counters key lags.
+    std::unique_ptr<rocksdb::Iterator> lru(db_->NewIterator(rocksdb::ReadOptions(), cf_.lru));
+    lru->SeekToLast();
+    uint64_t seq;
+    uint32_t depth;
+    Hash128 key;
+    if (lru->Valid() && fmt::ParseLruKey(lru->key().ToStringView(), &seq, &depth, &key)) {
+      state_.counters.next_seq = std::max(state_.counters.next_seq, seq + 1);
+    }
+    if (!lru->status().ok()) return FromRocks(lru->status(), "cannot read store " + dir_);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Publish();
+  return Status::OK();
+}
+
+void RocksBlockStore::CloseDatabase() {
+  if (db_ == nullptr) return;
+  if (!options_.read_only) {
+    rocksdb::Status s = db_->FlushWAL(/*sync=*/true);
+    if (!s.ok()) Log("syncing the WAL of " + dir_ + " at close failed: " + s.ToString());
+  }
+  for (rocksdb::ColumnFamilyHandle* handle : handles_) {
+    rocksdb::Status s = db_->DestroyColumnFamilyHandle(handle);
+    if (!s.ok()) Log("closing a column family of " + dir_ + " failed: " + s.ToString());
+  }
+  handles_.clear();
+  cf_ = StoreFamilies{};
+  rocksdb::Status s = db_->Close();
+  if (!s.ok()) Log("closing " + dir_ + " failed: " + s.ToString());
+  db_.reset();
+}
+
+}  // namespace kvtier
