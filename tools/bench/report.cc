@@ -13,12 +13,20 @@ std::string FormatJsonValue(const nlohmann::json& v) {
   return v.dump();
 }
 
+void PrintFlat(const std::string& prefix, const nlohmann::json& obj, std::ostream& out) {
+  for (const auto& [key, value] : obj.items()) {
+    if (value.is_object()) {
+      PrintFlat(prefix + key + ".", value, out);
+    } else {
+      out << "    " << prefix << key << " = " << FormatJsonValue(value) << "\n";
+    }
+  }
+}
+
 void PrintObject(const char* title, const nlohmann::json& obj, std::ostream& out) {
   if (obj.empty()) return;
   out << "  " << title << ":\n";
-  for (const auto& [key, value] : obj.items()) {
-    out << "    " << key << " = " << FormatJsonValue(value) << "\n";
-  }
+  PrintFlat("", obj, out);
 }
 
 }  // namespace
