@@ -1,6 +1,7 @@
 // Tests of the record codec: the byte-shuffle filter, EncodeRecord,
 // ParseRecordHeader, DecodeRecord and DecodeRecordInto.
 #include <xxhash.h>
+#include <zstd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -189,20 +190,37 @@ TEST_CASE("an incompressible payload is stored raw and round-trips") {
 
 TEST_CASE("real-looking payloads compress, and shuffle makes f16 and bf16 smaller") {
   const DType dtype = GENERATE(DType::kF16, DType::kBF16);
-  const BlockLayout layout = MiBLayout(dtype);
+  // 1 MiB, and 64 KiB: smaller than one zstd block, where the byte planes
+  // only compress apart if each plane ends a zstd block.
+  const uint32_t block_size = GENERATE(64u, 4u);
+  BlockLayout layout = MiBLayout(dtype);
+  layout.block_size = block_size;
   CodecOptions plain;
   plain.shuffle = false;
   Encoded shuffled = Encode(layout, 11);
   Encoded unshuffled = Encode(layout, 11, plain);
-  INFO(DTypeName(dtype) << ": raw " << layout.block_bytes() << ", unshuffled "
-                        << unshuffled.record.size() << ", shuffled " << shuffled.record.size());
+  INFO(layout.ToString() << ": raw " << layout.block_bytes() << ", unshuffled "
+                         << unshuffled.record.size() << ", shuffled " << shuffled.record.size());
   RecordHeader a, b;
   REQUIRE(ParseRecordHeader(shuffled.record, &a).ok());
   REQUIRE(ParseRecordHeader(unshuffled.record, &b).ok());
   CHECK(a.flags == (kRecordShuffled | kRecordCompressed));
   CHECK(b.flags == kRecordCompressed);
   CHECK(b.body_size < b.raw_size);
-  CHECK(a.body_size < b.body_size);
+  CHECK(a.body_size * 105 < b.body_size * 100);  // measured: 7% (f16) and 12-13% (bf16) smaller
+}
+
+TEST_CASE("a compressed body is one zstd frame that states its content size") {
+  const bool shuffle = GENERATE(true, false);
+  CodecOptions options;
+  options.shuffle = shuffle;
+  Encoded e = Encode(MiBLayout(DType::kBF16), 12, options);
+  RecordHeader header;
+  REQUIRE(ParseRecordHeader(e.record, &header).ok());
+  REQUIRE(header.compressed());
+  const char* body = e.record.data() + kHeader + 4 * header.tokens.size();
+  CHECK(ZSTD_getFrameContentSize(body, header.body_size) == header.raw_size);
+  CHECK(ZSTD_findFrameCompressedSize(body, header.body_size) == header.body_size);
 }
 
 TEST_CASE("parsed header fields equal what was encoded") {
@@ -388,7 +406,7 @@ TEST_CASE("a damaged body is Corruption, compressed or raw") {
   }
   INFO(harmless << " of " << flips << " flipped body bits decoded to the original bytes");
   if (compressed) {
-    CHECK(harmless * 1000 < flips);  // measured: 8 of 31064
+    CHECK(harmless * 1000 < flips);  // measured: 7 of 28984
   } else {
     CHECK(harmless == 0);
   }

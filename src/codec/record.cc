@@ -92,26 +92,57 @@ uint64_t HeaderChecksum(const char* header, const char* token_ids, size_t token_
   return XXH3_64bits_digest(&state);
 }
 
-// Compresses `payload` into `body` (of ZSTD_compressBound capacity), shuffled
-// first when asked and the elements are wider than a byte. Returns the body
-// size and sets *flags, or returns 0 when the body would not save
-// options.min_saving of the raw size; the caller then stores the payload raw.
-// A zstd failure also returns 0: raw is always a correct encoding (RocksDB
-// likewise stores a block uncompressed when compression fails).
+// Compresses `src` (raw_size bytes, `planes` byte planes of equal size after
+// the shuffle, else 1) into `body` as one zstd frame. Each plane ends a zstd
+// block, so each plane gets its own entropy tables: the low-entropy exponent
+// plane and the near-random mantissa plane of a small block would otherwise
+// share one 128 KiB zstd block and lose most of the shuffle's gain.
+// Returns the frame size, or 0 if zstd failed or `capacity` was too small.
+size_t CompressPlanes(ZSTD_CCtx* cctx, const std::byte* src, size_t raw_size, size_t planes,
+                      int level, char* body, size_t capacity) {
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) ||
+      ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(cctx, raw_size))) {
+    return 0;
+  }
+  ZSTD_outBuffer out{body, capacity, 0};
+  const size_t plane_size = raw_size / planes;
+  for (size_t j = 0; j < planes; ++j) {
+    const bool last = j + 1 == planes;
+    const size_t end = last ? raw_size : (j + 1) * plane_size;
+    ZSTD_inBuffer in{src + j * plane_size, end - j * plane_size, 0};
+    const ZSTD_EndDirective mode = last ? ZSTD_e_end : ZSTD_e_flush;
+    size_t remaining;
+    do {
+      remaining = ZSTD_compressStream2(cctx, &out, &in, mode);
+      if (ZSTD_isError(remaining)) return 0;
+    } while (remaining != 0 && out.pos < out.size);
+    if (remaining != 0) return 0;  // out of room
+  }
+  return out.pos;
+}
+
+// Compresses `payload` into `body` (of `capacity` bytes), shuffled first when
+// asked and the elements are wider than a byte. Returns the body size and
+// sets *flags, or returns 0 when the body would not save options.min_saving
+// of the raw size; the caller then stores the payload raw. A zstd failure
+// also returns 0: raw is always a correct encoding (RocksDB likewise stores a
+// block uncompressed when compression fails).
 size_t CompressBody(std::span<const std::byte> payload, size_t element_size,
                     const CodecOptions& options, char* body, size_t capacity, uint16_t* flags) {
   ZSTD_CCtx* cctx = codec::ThreadCompressionContext();
   if (cctx == nullptr) return 0;
   const bool shuffle = options.shuffle && element_size > 1;
-  const void* src = payload.data();
+  const std::byte* src = payload.data();
   if (shuffle) {
     std::span<std::byte> shuffled = codec::ThreadScratch(payload.size());
     codec::ShuffleBytes(element_size, payload, shuffled);
     src = shuffled.data();
   }
-  const size_t n = ZSTD_compressCCtx(cctx, body, capacity, src, payload.size(), options.zstd_level);
+  const size_t n = CompressPlanes(cctx, src, payload.size(), shuffle ? element_size : 1,
+                                  options.zstd_level, body, capacity);
   if (shuffle) codec::ReleaseLargeScratch();
-  if (ZSTD_isError(n) || n >= payload.size()) return 0;
+  if (n == 0 || n >= payload.size()) return 0;
   const double saving =
       static_cast<double>(payload.size() - n) / static_cast<double>(payload.size());
   if (!(saving >= options.min_saving)) return 0;

@@ -1,8 +1,8 @@
 // Per-thread state of the record codec: one zstd compression context, one
 // decompression context and one scratch buffer for the shuffle filter, made
 // on a thread's first use and reused by every record it encodes or decodes
-// (creating a zstd context per block costs more than compressing a small
-// one). Freed when the thread exits.
+// (a context allocates its tables once; one per block would redo that work,
+// and the allocation, for every block). Freed when the thread exits.
 //
 // Each accessor hands out state owned by the calling thread only, so no
 // locking is needed; the codec is not re-entrant within one thread, and the
