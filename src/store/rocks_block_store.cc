@@ -39,7 +39,7 @@ bool SameIdentity(const Namespace& a, const Namespace& b) {
 void RocksBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::string>* values,
                                std::vector<Status>* statuses) {
   const size_t n = keys.size();
-  values->assign(n, std::string());
+  values->resize(n);  // keeps the caller's buffers: a warm read allocates nothing
   statuses->assign(n, Status::OK());
   if (n == 0) return;
   const std::vector<std::string> key_bytes = EncodeKeys(keys);
@@ -56,9 +56,9 @@ void RocksBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::s
   for (size_t i = 0; i < n; ++i) {
     std::string& value = (*values)[i];
     if (found[i].ok()) {
-      const bool in_value = !pins[i].IsPinned() && pins[i].data() == value.data() &&
-                            pins[i].size() == value.size();
-      if (!in_value) {
+      if (pins[i].IsPinned()) {  // memtable or block cache memory, never `value`
+        value.assign(pins[i].data(), pins[i].size());
+      } else if (pins[i].data() != value.data() || pins[i].size() != value.size()) {
         std::string copy(pins[i].data(), pins[i].size());
         value.swap(copy);
       }
