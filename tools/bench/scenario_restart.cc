@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "baseline_stores.h"
 #include "kvtier/cache.h"
 #include "replay.h"
 #include "scenarios.h"
@@ -36,7 +37,42 @@ struct OpenFigures {
   double single_promote_s = 0;     // median, one block, cache already open
   double open_s = 0;               // median Cache::Open
   double open_to_first_hit_s = 0;  // median Open + first one-block Lookup
+  double first_hit_s = 0;          // median first one-block Lookup after Open
+  double rocksdb_open_get_s = 0;   // median plain RocksDB open + one Get, same records
 };
+
+// The floor of any RocksDB-backed store: open a plain RocksDB directory
+// holding the same number of raw payloads (rocksdb_raw baseline) and Get one.
+double RocksOpenToFirstGet(const BenchContext& ctx, const BlockLayout& layout,
+                           const std::vector<std::vector<Token>>& prompts, const PayloadPool& pool,
+                           uint64_t records, int samples) {
+  const std::string dir = ctx.FreshDir("restart-rocks-" + std::to_string(records));
+  const Namespace ns = BenchNamespace(layout);
+  std::vector<Hash128> first;
+  {
+    std::unique_ptr<BaselineStore> store;
+    CheckOk(OpenRocksRawStore(dir, &store), "open RocksDB baseline");
+    std::vector<std::span<const std::byte>> payloads(kBlocksPerPrompt);
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      std::vector<Hash128> h;
+      PrefixHashes(ns.Fingerprint(), prompts[p], layout.block_size, &h);
+      for (size_t j = 0; j < kBlocksPerPrompt; ++j) payloads[j] = pool.Get(p * kBlocksPerPrompt + j);
+      CheckOk(store->Put(h, payloads), "RocksDB baseline put");
+      first.push_back(h[0]);
+    }
+    CheckOk(store->Sync(), "RocksDB baseline sync");
+  }
+  std::vector<double> t;
+  std::vector<std::byte> out(layout.block_bytes());
+  for (int i = 0; i < samples; ++i) {
+    Stopwatch w;
+    std::unique_ptr<BaselineStore> store;
+    CheckOk(OpenRocksRawStore(dir, &store), "reopen RocksDB baseline");
+    CheckOk(store->Get(first[(i * 7 + 3) % first.size()], out), "RocksDB baseline get");
+    t.push_back(w.Seconds());
+  }
+  return Median(t);
+}
 
 // Fills a store with `records` blocks, then times promotes and reopens.
 OpenFigures MeasureOpen(const BenchContext& ctx, const BlockLayout& layout, uint64_t records,
@@ -68,7 +104,7 @@ OpenFigures MeasureOpen(const BenchContext& ctx, const BlockLayout& layout, uint
       CheckOk(Status::NotFound(std::string(what) + ": block not served from disk"), "restart");
     }
   };
-  std::vector<double> promote, open, first_hit;
+  std::vector<double> promote, open, first_hit, after_open;
   {
     std::unique_ptr<Cache> cache;
     CheckOk(Cache::Open(Options(layout, dir, 64), &cache), "open cache");
@@ -86,8 +122,10 @@ OpenFigures MeasureOpen(const BenchContext& ctx, const BlockLayout& layout, uint
     CheckOk(Cache::Open(Options(layout, dir, 64), &cache), "reopen cache");
     const double opened = w.Seconds();
     Lease lease = cache->Lookup(first_block(next++));
-    first_hit.push_back(w.Seconds());
+    const double total = w.Seconds();
+    first_hit.push_back(total);
     open.push_back(opened);
+    after_open.push_back(total - opened);
     expect_disk(lease, "first hit after open");
     lease.Release();
     CheckOk(cache->Close(), "close");
@@ -95,6 +133,8 @@ OpenFigures MeasureOpen(const BenchContext& ctx, const BlockLayout& layout, uint
   f.single_promote_s = Median(promote);
   f.open_s = Median(open);
   f.open_to_first_hit_s = Median(first_hit);
+  f.first_hit_s = Median(after_open);
+  f.rocksdb_open_get_s = RocksOpenToFirstGet(ctx, layout, prompts, pool, f.records, samples);
   return f;
 }
 
@@ -110,16 +150,30 @@ ScenarioResult RunRestartScenario(const BenchContext& ctx) {
                 {"block_bytes", layout.block_bytes()},
                 {"samples_median_of", samples},
                 {"page_cache", "warm (store just written)"}};
+  std::vector<OpenFigures> measured;
   for (uint64_t n : sizes) {
     ctx.Log("restart: store with " + std::to_string(n) + " records");
     const OpenFigures f = MeasureOpen(ctx, layout, n, samples);
+    measured.push_back(f);
     const std::string k = std::to_string(f.records);
     r.figures()["open_ms_" + k] = f.open_s * 1e3;
+    r.figures()["first_disk_hit_after_open_ms_" + k] = f.first_hit_s * 1e3;
     r.figures()["open_to_first_disk_hit_ms_" + k] = f.open_to_first_hit_s * 1e3;
     r.baselines()["single_promote_ms_" + k] = f.single_promote_s * 1e3;
-    r.AddCheck("open_to_first_hit_" + k, "open to first disk hit ms, " + k + " records",
+    r.baselines()["rocksdb_raw_open_to_first_get_ms_" + k] = f.rocksdb_open_get_s * 1e3;
+    r.AddCheck("open_to_first_hit_" + k, "Open + first disk hit ms, " + k + " records",
                f.open_to_first_hit_s * 1e3, "one-block promote ms, cache open",
                f.single_promote_s * 1e3, Direction::kAtMost, 10.0);
+    r.AddCheck("first_hit_after_open_" + k, "first disk hit after Open ms, " + k + " records",
+               f.first_hit_s * 1e3, "one-block promote ms, cache open", f.single_promote_s * 1e3,
+               Direction::kAtMost, 10.0);
+  }
+  if (measured.size() == 2) {
+    r.AddCheck("open_no_scan", "Open + first disk hit ms, " + std::to_string(measured[1].records) +
+                                   " records",
+               measured[1].open_to_first_hit_s * 1e3,
+               "the same, " + std::to_string(measured[0].records) + " records",
+               measured[0].open_to_first_hit_s * 1e3, Direction::kAtMost, 1.5);
   }
 
   // Hit rate of a trace after a restart against the same trace cold.

@@ -19,6 +19,7 @@ struct WorkTime {
   double read_s = 0;
   uint64_t files_bytes = 0;
   uint64_t blocks_read = 0;
+  uint64_t blocks_written = -1;  // kvtier: Stats().spills (records written)
   double total() const { return write_s + read_s; }
 };
 
@@ -47,6 +48,7 @@ WorkTime RunKvtier(const BenchContext& ctx, const BlockLayout& layout, const Pay
   w.Reset();
   for (const auto& p : prompts) t.blocks_read += cache->Lookup(p).blocks_from_disk();
   t.read_s = w.Seconds();
+  t.blocks_written = cache->Stats().spills;
   CheckOk(cache->Close(), "close (stores)");
   t.files_bytes = DirectoryBytes(dir);
   return t;
@@ -87,11 +89,13 @@ WorkTime RunBaseline(BaselineStore* store, const BlockLayout& layout, const Payl
 }
 
 nlohmann::json ToJson(const WorkTime& t, double raw) {
-  return {{"write_mb_per_s", MBps(raw, t.write_s)},
-          {"read_mb_per_s", MBps(raw, t.read_s)},
-          {"spill_promote_mb_per_s", MBps(2 * raw, t.total())},
-          {"files_mb", t.files_bytes / 1e6},
-          {"blocks_read", t.blocks_read}};
+  nlohmann::json j = {{"write_mb_per_s", MBps(raw, t.write_s)},
+                      {"read_mb_per_s", MBps(raw, t.read_s)},
+                      {"spill_promote_mb_per_s", MBps(2 * raw, t.total())},
+                      {"files_mb", t.files_bytes / 1e6},
+                      {"blocks_read", t.blocks_read}};
+  if (t.blocks_written != uint64_t(-1)) j["blocks_written"] = t.blocks_written;
+  return j;
 }
 
 }  // namespace
