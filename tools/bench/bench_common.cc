@@ -1,5 +1,7 @@
 #include "bench_common.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -100,6 +102,13 @@ PayloadPool::PayloadPool(const BlockLayout& layout, size_t count, uint64_t seed)
     : generator_(layout) {
   payloads_.reserve(count);
   for (size_t i = 0; i < count; ++i) payloads_.push_back(generator_.Block(MixSeed(seed, i)));
+}
+
+double ProcessCpuSeconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec * 1e-6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
 }
 
 void CheckOk(const Status& s, const std::string& what) {

@@ -79,6 +79,10 @@ class PayloadPool {
   std::vector<std::vector<std::byte>> payloads_;
 };
 
+// CPU seconds (user + system) used by every thread of this process so far:
+// beside a wall-clock figure it tells work from waiting on a busy machine.
+double ProcessCpuSeconds();
+
 // Bytes per second as MB/s (10^6).
 inline double MBps(double bytes, double seconds) {
   return seconds > 0 ? bytes / seconds / 1e6 : 0;
