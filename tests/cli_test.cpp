@@ -890,7 +890,14 @@ TEST_CASE("progress bars are drawn on a terminal and never into a file or pipe")
   CHECK(drawn.find("ETA") != std::string::npos);
   CHECK(OnTerminal({"export", f.dir, f.tmp.sub("a.kvtar")}).find("export [") != std::string::npos);
   CHECK(OnTerminal({"import", f.tmp.sub("copy"), f.tmp.sub("a.kvtar")}).find("import: writing [") != std::string::npos);
-  CHECK(OnTerminal({"trim", f.dir, "--max-bytes", "0"}).find("trim [") != std::string::npos);
+  CHECK(OnTerminal({"trim", f.dir, "--namespace", "model-b"}).find("trim [") != std::string::npos);
+  json trimmed = Kvtier({"stats", f.dir, "--json"}).Json();
+  CHECK(trimmed["records"] == 10);
+  CHECK(trimmed["namespaces"].size() == 1);
+  CHECK(OnTerminal({"trim", f.dir, "--max-bytes", "1K"}).find("trim [") != std::string::npos);
+  CHECK(Kvtier({"stats", f.dir, "--json"}).Json()["bytes_stored"] <= 1024);
+  CHECK(OnTerminal({"trim", f.dir, "--older-than", "0s"}).find("trim [") != std::string::npos);
+  CHECK(Kvtier({"stats", f.dir, "--json"}).Json()["records"] == 0);
   CHECK(OnTerminal({"verify", f.tmp.sub("copy"), "--no-progress"}).empty());
   // Not a terminal: nothing but the output itself.
   Run piped = Kvtier({"verify", f.tmp.sub("copy")});

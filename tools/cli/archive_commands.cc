@@ -130,10 +130,11 @@ int RunExport(const ExportArgs& args, const CommonFlags& flags) {
                {"skipped", skipped}});
   } else {
     for (const auto& line : skipped) std::printf("skipped   %s\n", line.c_str());
-    std::printf("export: %zu records (%s) of %zu namespaces written to %s (%s)%s\n", exported,
-                FormatBytes(bytes).c_str(), used.size(), args.file.c_str(),
-                FormatBytes(out->bytes_written()).c_str(),
-                skipped.empty() ? "" : ("; " + std::to_string(skipped.size()) + " bad records skipped").c_str());
+    std::string line = "export: " + Count(exported, "record") + " (" + FormatBytes(bytes) + ") of " +
+                       Count(used.size(), "namespace") + " written to " + args.file + " (" +
+                       FormatBytes(out->bytes_written()) + ")";
+    if (!skipped.empty()) line += "; " + Count(skipped.size(), "bad record") + " skipped";
+    std::printf("%s\n", line.c_str());
   }
   return skipped.empty() ? kExitOk : kExitProblems;
 }
@@ -294,11 +295,11 @@ int RunImport(const ImportArgs& args, const CommonFlags& flags) {
                {"skipped", plan.skipped}});
   } else {
     for (const auto& line : plan.skipped) std::printf("skipped   %s\n", line.c_str());
-    std::printf("import: %llu records (%s) imported, %llu of them already present; %zu namespaces "
-                "registered; %llu records skipped\n",
-                static_cast<unsigned long long>(counts.imported), FormatBytes(counts.bytes).c_str(),
-                static_cast<unsigned long long>(counts.already_present), registered,
-                static_cast<unsigned long long>(skipped_records));
+    std::printf("import: %s (%s) imported, %llu of them already present; %s registered; %s "
+                "skipped\n",
+                Count(counts.imported, "record").c_str(), FormatBytes(counts.bytes).c_str(),
+                static_cast<unsigned long long>(counts.already_present),
+                Count(registered, "namespace").c_str(), Count(skipped_records, "record").c_str());
   }
   return plan.skipped.empty() ? kExitOk : kExitProblems;
 }

@@ -70,6 +70,10 @@ std::string FormatAge(int64_t unix_us, int64_t now_us) {
   return std::to_string(s / 86400) + "d ago";
 }
 
+std::string Count(uint64_t n, std::string_view noun) {
+  return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
+}
+
 std::string FormatClock(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   auto total = static_cast<uint64_t>(seconds + 0.5);

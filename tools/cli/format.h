@@ -19,6 +19,8 @@ std::string FormatRatio(uint64_t raw, uint64_t stored);
 std::string FormatTime(int64_t unix_us);
 // "12s ago", "3h ago", "5d ago"; "-" for 0.
 std::string FormatAge(int64_t unix_us, int64_t now_us);
+// "1 record", "2 records": a count and its noun, plural unless 1.
+std::string Count(uint64_t n, std::string_view noun);
 // "0:07", "1:02:03": a duration for an ETA.
 std::string FormatClock(double seconds);
 // Microseconds since the epoch, now.

@@ -59,7 +59,8 @@ void PrintStatsText(const std::string& where, const StoreStats& st, const Namesp
               FormatRatio(st.raw_bytes, st.stored_bytes).c_str());
   std::printf("files on disk  %s\n", FormatBytes(st.files_bytes).c_str());
   if (st.max_bytes == 0) {
-    std::printf("budget         none\n");
+    // The store does not record the budget its server opens it with.
+    std::printf("budget         %s\n", st.read_only ? "not recorded in the store (set by its server)" : "none");
   } else {
     std::printf("budget         %s (%.0f%% used)\n", FormatBytes(st.max_bytes).c_str(),
                 100.0 * static_cast<double>(st.stored_bytes) / static_cast<double>(st.max_bytes));
@@ -209,8 +210,7 @@ int RunLs(const LsArgs& args, const CommonFlags& flags) {
                   FormatTime(r.last_access_us) + " (" + FormatAge(r.last_access_us, now) + ")"});
   }
   if (!table.empty()) table.Print(stdout);
-  std::printf("%zu record%s, %s stored", total, total == 1 ? "" : "s",
-              FormatBytes(total_stored).c_str());
+  std::printf("%s, %s stored", Count(total, "record").c_str(), FormatBytes(total_stored).c_str());
   if (records.size() < total) std::printf(" (showing %zu; --limit 0 shows all)", records.size());
   std::printf("\n");
   return kExitOk;

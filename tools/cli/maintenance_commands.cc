@@ -57,8 +57,17 @@ Status TrimOlder(BlockStore* store, int64_t cutoff_us, const StoreStats& before,
                  TrimResult* result) {
   int64_t oldest = before.oldest_access_us;
   int64_t span = oldest != 0 && cutoff_us > oldest ? cutoff_us - oldest : 0;
-  ProgressBar bar("trim", static_cast<uint64_t>(span), ProgressBar::Unit::kRecords,
-                  progress && span > 0);
+  // The bar counts the bytes of the records older than the cutoff (their
+  // descendants come on top, so it is clamped).
+  uint64_t expected = 0;
+  if (span > 0 && ProgressVisible(progress)) {
+    std::vector<RecordMeta> records;
+    Status s = LoadRecords(store, &records);
+    if (!s.ok()) return s;
+    for (const auto& r : records)
+      if (r.last_access_us < cutoff_us) expected += r.stored_bytes;
+  }
+  ProgressBar bar("trim", expected, ProgressBar::Unit::kBytes, expected > 0);
   int steps = bar.drawing() ? kTrimSteps : 1;
   for (int i = 1; i <= steps; ++i) {
     int64_t goal = i == steps ? cutoff_us : oldest + span / steps * i;
@@ -66,7 +75,7 @@ Status TrimOlder(BlockStore* store, int64_t cutoff_us, const StoreStats& before,
     Status s = store->TrimOlderThan(goal, &step);
     if (!s.ok()) return s;
     Accumulate(step, result);
-    bar.Set(static_cast<uint64_t>(goal - oldest));
+    bar.Set(std::min(result->bytes_freed, expected));
   }
   return Status::OK();
 }
@@ -150,12 +159,12 @@ int RunTrim(const TrimArgs& args, const CommonFlags& flags) {
                {"records", after.records},
                {"bytes_stored", after.stored_bytes}});
   } else {
-    std::printf("trim: deleted %llu records (%llu of them orphans), freed %s; the store now holds "
-                "%llu records, %s stored\n",
-                static_cast<unsigned long long>(result.records_deleted),
+    std::printf("trim: deleted %s (%llu of them orphans), freed %s; the store now holds %s, %s "
+                "stored\n",
+                Count(result.records_deleted, "record").c_str(),
                 static_cast<unsigned long long>(result.orphans_collected),
-                FormatBytes(result.bytes_freed).c_str(),
-                static_cast<unsigned long long>(after.records), FormatBytes(after.stored_bytes).c_str());
+                FormatBytes(result.bytes_freed).c_str(), Count(after.records, "record").c_str(),
+                FormatBytes(after.stored_bytes).c_str());
   }
   return kExitOk;
 }

@@ -127,7 +127,9 @@ int RunShow(const ShowArgs& args, const CommonFlags& flags) {
   std::vector<std::string> values;
   std::vector<Status> statuses;
   store->MultiGet(std::span<const Hash128>(&key, 1), &values, &statuses);
-  if (!statuses[0].ok()) return Fail(statuses[0].WithContext("cannot read record " + key.ToHex()).message());
+  // Listed but without bytes: shown below as a record that does not parse.
+  if (statuses[0].IsNotFound()) values[0].clear();
+  else if (!statuses[0].ok()) return Fail(statuses[0].WithContext("cannot read record " + key.ToHex()).message());
   RecordMeta meta;
   s = store->GetMeta(key, &meta);
   if (!s.ok()) return Fail(s.WithContext("cannot read the metadata of " + key.ToHex()).message());

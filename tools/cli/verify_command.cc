@@ -129,12 +129,12 @@ int RunVerify(const VerifyArgs& args, const CommonFlags& flags) {
   Status repaired;
   if (args.repair && problems > 0) repaired = DeleteAll(store.get(), corrupt, orphans);
 
-  std::string summary = "verify: " + std::to_string(records.size()) + " records checked, ";
+  std::string summary = "verify: " + Count(records.size(), "record") + " checked, ";
   if (problems == 0) {
     summary += "all ok";
   } else {
     summary += std::to_string(corrupt.size()) + " corrupt, " + std::to_string(orphans.size()) + " orphaned";
-    if (args.repair && repaired.ok()) summary += "; deleted " + std::to_string(problems) + " records";
+    if (args.repair && repaired.ok()) summary += "; deleted " + Count(problems, "record");
     if (!args.repair) summary += " (`kvtier verify --repair` deletes them)";
   }
 
