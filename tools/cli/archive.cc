@@ -191,10 +191,15 @@ Status ArchiveReader::Next(Frame* frame, bool* done) {
   if (type != FrameType::kNamespace && type != FrameType::kRecord && type != FrameType::kEnd)
     return Status::Corruption("archive " + path_ + " is malformed: unknown frame type" + at);
   uint64_t length = GetLE(h.data() + 4, 4);
-  if (length > kMaxFrameBody || length > file_size_ - offset_)
-    return Status::Corruption("archive " + path_ + " is truncated or malformed: frame" + at + " says " +
-                              std::to_string(length) + " bytes follow, the file has " +
-                              std::to_string(file_size_ - offset_));
+  if (length > kMaxFrameBody)
+    return Status::Corruption("archive " + path_ + " is malformed: frame" + at + " claims " +
+                              std::to_string(length) + " bytes, more than a frame may hold");
+  // The frame header checked out, so its length is what was written.
+  if (length > file_size_ - offset_)
+    return Status::Corruption("archive " + path_ + " is truncated: the frame" + at + " needs " +
+                              std::to_string(length) + " bytes, the file has " +
+                              std::to_string(file_size_ - offset_) + " left (after " +
+                              std::to_string(records_) + " records, before its end frame)");
   s = ReadExactly(length, &frame->body, "frame body");
   if (!s.ok()) return s;
   frame->type = type;
