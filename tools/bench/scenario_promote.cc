@@ -29,7 +29,7 @@ CacheOptions PromoteOptions(const BlockLayout& layout, const std::string& dir, s
 ScenarioResult RunPromoteScenario(const BenchContext& ctx) {
   ScenarioResult r("promote");
   const BlockLayout layout = MakeLayout(4, 8, 128, DType::kBF16);  // 256 KiB blocks
-  const size_t prompts_n = ctx.Size(32, 4);
+  const size_t prompts_n = ctx.Size(64, 4);
   const size_t blocks = prompts_n * kBlocksPerPrompt;
   const size_t bb = layout.block_bytes();
   const double raw = static_cast<double>(blocks) * bb;

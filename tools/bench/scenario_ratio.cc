@@ -39,7 +39,7 @@ Measured MeasureDtype(const BenchContext& ctx, const BlockLayout& layout, size_t
                       int rounds) {
   PayloadPool pool(layout, blocks);
   const size_t bb = layout.block_bytes();
-  const double min_s = ctx.quick ? 0.02 : 0.15;
+  const double min_s = ctx.quick ? 0.02 : 0.3;
   const Namespace ns = BenchNamespace(layout);
   const auto prompts = DistinctPrompts(blocks, 1, layout.block_size, 7);
   ZstdFloor zstd(1, false, layout.element_size());

@@ -109,7 +109,7 @@ ScenarioResult RunStoresScenario(const BenchContext& ctx) {
     double target;
   };
   const Size sizes[] = {
-      {"64KiB", MakeLayout(1, 8, 128, DType::kBF16), ctx.Size(32, 2), 1.5},
+      {"64KiB", MakeLayout(1, 8, 128, DType::kBF16), ctx.Size(256, 2), 1.5},
       {"2MiB", MakeLayout(32, 8, 128, DType::kBF16), ctx.Size(8, 1), 1.0},
   };
   std::string generator;
