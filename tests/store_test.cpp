@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -130,8 +131,9 @@ int64_t NowMicros() {
       .count();
 }
 
-// Rewrites the sys "format" key of a closed store with plain RocksDB.
-void SetFormatVersion(const std::string& dir, uint32_t version) {
+// Edits the `sys` family of a closed store with plain RocksDB.
+void EditSys(const std::string& dir,
+             const std::function<rocksdb::Status(rocksdb::DB*, rocksdb::ColumnFamilyHandle*)>& edit) {
   rocksdb::DBOptions options;
   std::vector<std::string> names;
   REQUIRE(rocksdb::DB::ListColumnFamilies(options, dir, &names).ok());
@@ -141,9 +143,7 @@ void SetFormatVersion(const std::string& dir, uint32_t version) {
   rocksdb::DB* db = nullptr;
   REQUIRE(rocksdb::DB::Open(options, dir, families, &handles, &db).ok());
   auto sys = std::find(names.begin(), names.end(), store_format::kSysFamily) - names.begin();
-  REQUIRE(db->Put(rocksdb::WriteOptions(), handles[sys], store_format::kFormatKey,
-                  store_format::EncodeFormatVersion(version))
-              .ok());
+  REQUIRE(edit(db, handles[sys]).ok());
   for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
   delete db;
 }
@@ -340,6 +340,9 @@ TEST_CASE("counters and recency survive a reopen exactly") {
     CHECK(e.last_use_us == ns_before.at(c->ns.Fingerprint()).last_use_us);
   }
   CHECK(Meta(*store, b.keys[1]).access_seq == last_seq);
+  CHECK(after.oldest_access_us == Meta(*store, a.keys[2]).last_access_us);  // deepest of the first Put
+  CHECK(after.newest_access_us == Meta(*store, b.keys[0]).last_access_us);
+  CHECK(after.oldest_access_us <= after.newest_access_us);
   Chain c = MakeChain(SmallNs("model-a"), 3, 1);
   REQUIRE(store->Put(c.views()).ok());
   CHECK(Meta(*store, c.keys[0]).access_seq > last_seq);
@@ -384,6 +387,46 @@ TEST_CASE("the budget holds after every Put of a long random workload") {
     CHECK(Stats(*store).stored_bytes <= options.max_bytes);
   }
   CHECK(Stats(*store).evicted_records > 0);
+}
+
+TEST_CASE("eviction matches an exact LRU model over a long random run with reopens") {
+  const uint64_t seed = std::random_device{}();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  constexpr size_t kCapacity = 12;
+  std::vector<Chain> pool;  // single-block chains of one fixed record size
+  for (uint64_t i = 0; i < 40; ++i) pool.push_back(MakeChain(SmallNs(), 500 + i, 1, RawCodec()));
+  test::TempDir dir;
+  StoreOptions options;
+  options.max_bytes = kCapacity * pool[0].records[0].size();
+  auto store = OpenStore(dir.str(), options);
+  std::vector<Hash128> model;  // least recently used first
+  auto use = [&](const Hash128& key) {
+    model.erase(std::remove(model.begin(), model.end(), key), model.end());
+    model.push_back(key);
+  };
+  for (int step = 0; step < 400; ++step) {
+    const Chain& c = pool[rng() % pool.size()];
+    const int op = static_cast<int>(rng() % 10);
+    if (op < 6) {
+      REQUIRE(store->Put(c.views()).ok());
+      use(c.keys[0]);
+    } else if (op < 9) {
+      REQUIRE(store->Touch(c.keys).ok());
+      if (std::find(model.begin(), model.end(), c.keys[0]) != model.end()) use(c.keys[0]);
+    } else {
+      store.reset();
+      store = OpenStore(dir.str(), options);
+    }
+    while (model.size() > kCapacity) model.erase(model.begin());
+    std::set<Hash128> stored;
+    REQUIRE(store->ForEachRecord([&](const RecordMeta& m) {
+      stored.insert(m.key);
+      return true;
+    }).ok());
+    INFO("step " << step << " op " << op);
+    REQUIRE(stored == std::set<Hash128>(model.begin(), model.end()));
+  }
 }
 
 TEST_CASE("among records used by the same call, the deepest is evicted first") {
@@ -585,7 +628,10 @@ TEST_CASE("a path that holds no kvtier store is refused with a clear error") {
 TEST_CASE("a store of another format version is refused with NotSupported") {
   test::TempDir dir;
   OpenStore(dir.str());
-  SetFormatVersion(dir.str(), 2);
+  EditSys(dir.str(), [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* sys) {
+    return db->Put(rocksdb::WriteOptions(), sys, store_format::kFormatKey,
+                   store_format::EncodeFormatVersion(2));
+  });
   std::unique_ptr<BlockStore> store;
   Status s = OpenBlockStore(dir.str(), StoreOptions(), &store);
   REQUIRE(s.IsNotSupported());
@@ -594,6 +640,41 @@ TEST_CASE("a store of another format version is refused with NotSupported") {
   StoreOptions ro;
   ro.read_only = true;
   CHECK(OpenBlockStore(dir.str(), ro, &store).IsNotSupported());
+}
+
+TEST_CASE("a RocksDB database with kvtier's families but no format version is refused") {
+  test::TempDir dir;
+  Chain chain = MakeChain(SmallNs(), 1, 1);
+  REQUIRE(OpenStore(dir.str())->Put(chain.views()).ok());
+  EditSys(dir.str(), [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* sys) {
+    return db->Delete(rocksdb::WriteOptions(), sys, store_format::kFormatKey);
+  });
+  std::unique_ptr<BlockStore> store;
+  Status s = OpenBlockStore(dir.str(), StoreOptions(), &store);
+  REQUIRE(s.IsInvalidArgument());
+  CHECK_THAT(s.message(), Catch::Contains("not a kvtier store") &&
+                              Catch::Contains("no kvtier format version"));
+}
+
+TEST_CASE("a directory holding only the leftovers of a failed creation becomes a store") {
+  test::TempDir dir;
+  std::ofstream(dir.sub("LOG")) << "rocksdb log";
+  std::ofstream(dir.sub("LOCK"));
+  auto store = OpenStore(dir.str());
+  Chain chain = MakeChain(SmallNs(), 1, 1);
+  REQUIRE(store->Put(chain.views()).ok());
+  CHECK(Stats(*store).records == 1);
+}
+
+TEST_CASE("a second read-write open in the same process is Busy") {
+  test::TempDir dir;
+  auto store = OpenStore(dir.str());
+  std::unique_ptr<BlockStore> second;
+  Status s = OpenBlockStore(dir.str(), StoreOptions(), &second);
+  REQUIRE(s.IsBusy());
+  CHECK_THAT(s.message(), Catch::Contains("already open in this process") &&
+                              Catch::Contains("LOCK"));
+  CHECK(second == nullptr);
 }
 
 TEST_CASE("an unwritable or unreachable path is an IOError naming it") {
@@ -820,12 +901,14 @@ TEST_CASE("concurrent writers and readers keep the counters exact") {
   test::TempDir dir;
   auto store = OpenStore(dir.str());
   constexpr int kThreads = 4, kChains = 10;
+  std::vector<Chain> chains;  // made up front: Catch2 assertions are not thread-safe
+  for (int i = 0; i < kThreads * kChains; ++i) chains.push_back(MakeChain(SmallNs(), 1000 + i, 3));
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kChains; ++i) {
-        Chain c = MakeChain(SmallNs(), 1000 * t + i, 3);
+        const Chain& c = chains[t * kChains + i];
         if (!store->Put(c.views()).ok()) ++failures;
         if (!store->Put(c.views(0, 1)).ok()) ++failures;  // a re-put
         std::vector<std::string> values;

@@ -209,7 +209,7 @@ Status RocksBlockStore::GetStats(StoreStats* stats) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_.lru));
   for (int end = 0; end < 2; ++end) {
     if (end == 0) {
-      it->SeekToFirst();
+      it->Seek(p.lru_floor);  // the empty key: the first
     } else {
       it->SeekToLast();
     }
@@ -301,6 +301,7 @@ void RocksBlockStore::Publish() {
   published_.counters = state_.counters;
   published_.evicted_records = evicted_records_;
   published_.orphans_collected = orphans_collected_;
+  published_.lru_floor = lru_floor_;
 }
 
 uint64_t RocksBlockStore::FilesBytes() const {

@@ -84,6 +84,7 @@ class RocksBlockStore final : public BlockStore {
     store_format::Counters counters;
     uint64_t evicted_records = 0;
     uint64_t orphans_collected = 0;
+    std::string lru_floor;
   };
 
   RocksBlockStore(std::string dir, StoreOptions options);
@@ -113,6 +114,11 @@ class RocksBlockStore final : public BlockStore {
   WriterState state_;     // GUARDED_BY(mu_)
   uint64_t evicted_records_ = 0;    // GUARDED_BY(mu_)
   uint64_t orphans_collected_ = 0;  // GUARDED_BY(mu_)
+  // Every `lru` key below this one is deleted, and new keys always sort
+  // above it (they take the next access_seq), so scans of the recency index
+  // start here instead of walking the tombstones that eviction leaves at the
+  // head of the index. Empty = start from the first key.
+  std::string lru_floor_;  // GUARDED_BY(mu_)
 
   mutable std::mutex stats_mu_;
   PublishedStats published_;  // GUARDED_BY(stats_mu_)

@@ -124,10 +124,12 @@ Status RocksBlockStore::EvictToBudget(uint64_t budget, TrimResult* result) {
   if (state_.counters.stored_bytes <= budget) return Status::OK();
   EraseWalk walk(db_.get(), cf_, &state_, write_options_);
   Status s;
+  std::string floor = lru_floor_;  // advances past every entry this pass deletes
   {
     std::unique_ptr<rocksdb::Iterator> lru(db_->NewIterator(rocksdb::ReadOptions(), cf_.lru));
-    for (lru->SeekToFirst(); s.ok() && lru->Valid() && walk.pending().stored_bytes > budget;
+    for (lru->Seek(floor); s.ok() && lru->Valid() && walk.pending().stored_bytes > budget;
          lru->Next()) {
+      floor = lru->key().ToString();
       uint64_t seq;
       uint32_t depth;
       Hash128 key;
@@ -146,6 +148,7 @@ Status RocksBlockStore::EvictToBudget(uint64_t budget, TrimResult* result) {
     if (s.ok() && !lru->status().ok()) s = FromRocks(lru->status(), "reading the recency index");
   }
   if (s.ok()) s = walk.Commit();
+  if (s.ok()) lru_floor_ = floor;
   Add(walk.committed(), result);
   evicted_records_ += walk.committed().records_deleted;
   orphans_collected_ += walk.committed().orphans_collected;

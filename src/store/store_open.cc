@@ -17,6 +17,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
 
 #include "store/rocks_block_store.h"
 #include "store/store_format.h"
@@ -130,13 +131,18 @@ rocksdb::ColumnFamilyOptions RecordFamilyOptions(const StoreOptions& options,
   return o;
 }
 
-// Metadata, indexes and the manifest: small keys and values.
+// Metadata, indexes and the manifest: small keys and values. Eviction
+// deletes from the head of `lru` like a queue; SST files that collect many
+// tombstones are compacted early so scans do not wade through them.
 rocksdb::ColumnFamilyOptions IndexFamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions o;
   o.write_buffer_size = 8 * kMiB;
   o.compression = rocksdb::kNoCompression;
   o.bottommost_compression = rocksdb::kNoCompression;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(TableOptions(cache)));
+  o.table_properties_collector_factories.push_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/1024,
+                                                    /*deletion_trigger=*/512));
   return o;
 }
 
@@ -193,9 +199,18 @@ Status InspectPath(const std::string& dir, PathState* state) {
     *state = PathState::kDatabase;
     return Status::OK();
   }
-  return Status::InvalidArgument(dir + " is not a kvtier store (it holds '" +
-                                 it->path().filename().string() +
-                                 "' and no RocksDB database)");
+  // Only what a RocksDB creation that failed early leaves behind: the
+  // directory counts as empty. Anything else is somebody else's data.
+  for (; it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name != "LOCK" && name != "LOG" && name != "IDENTITY" && !name.starts_with("LOG.old.")) {
+      return Status::InvalidArgument(dir + " is not a kvtier store (it holds '" + name +
+                                     "' and no RocksDB database)");
+    }
+  }
+  if (ec) return Status::IOError("cannot read store directory " + dir + ": " + ec.message());
+  *state = PathState::kEmptyDirectory;
+  return Status::OK();
 }
 
 }  // namespace
