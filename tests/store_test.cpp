@@ -715,7 +715,7 @@ TEST_CASE("RegisterNamespace refuses the same model with another layout, naming 
   CHECK(Namespaces(*store).size() == 2);
 }
 
-TEST_CASE("Put registers an unknown namespace by fingerprint; RegisterNamespace fills it in") {
+TEST_CASE("Put registers an unknown namespace by fingerprint and RegisterNamespace fills it in") {
   test::TempDir dir;
   auto store = OpenStore(dir.str());
   Chain chain = MakeChain(SmallNs(), 1, 2);
