@@ -252,12 +252,14 @@ TEST_CASE("MultiGet returns NotFound for absent keys beside the present ones") {
   Chain stored = MakeChain(SmallNs(), 1, 2);
   Chain absent = MakeChain(SmallNs(), 2, 1);
   REQUIRE(store->Put(stored.views()).ok());
-  std::vector<Hash128> keys = {stored.keys[0], absent.keys[0], stored.keys[1]};
-  std::vector<std::string> values = {"stale"};
+  std::vector<Hash128> keys = {stored.keys[0], absent.keys[0], stored.keys[1], stored.keys[0]};
+  std::vector<std::string> values = {"stale", "stale"};
   std::vector<Status> statuses;
   store->MultiGet(keys, &values, &statuses);
-  REQUIRE(values.size() == 3);
-  REQUIRE(statuses.size() == 3);
+  REQUIRE(values.size() == 4);
+  REQUIRE(statuses.size() == 4);
+  CHECK(statuses[3].ok());
+  CHECK(values[3] == stored.records[0]);
   CHECK(statuses[0].ok());
   CHECK(values[0] == stored.records[0]);
   CHECK(statuses[1].IsNotFound());

@@ -191,16 +191,13 @@ Status InspectPath(const std::string& dir, PathState* state) {
   std::error_code ec;
   std::filesystem::directory_iterator it(dir, ec), end;
   if (ec) return Status::IOError("cannot read store directory " + dir + ": " + ec.message());
-  if (it == end) {
-    *state = PathState::kEmptyDirectory;
-    return Status::OK();
-  }
   if (std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec)) {
     *state = PathState::kDatabase;
     return Status::OK();
   }
-  // Only what a RocksDB creation that failed early leaves behind: the
-  // directory counts as empty. Anything else is somebody else's data.
+  // Nothing, or only what a RocksDB creation that failed early leaves
+  // behind: the directory counts as empty. Anything else is somebody
+  // else's data.
   for (; it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (name != "LOCK" && name != "LOG" && name != "IDENTITY" && !name.starts_with("LOG.old.")) {
