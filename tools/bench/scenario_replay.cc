@@ -34,9 +34,9 @@ TraceOptions ScenarioTrace(const BenchContext& ctx) {
 
 ScenarioResult RunReplayScenario(const BenchContext& ctx) {
   ScenarioResult r("replay");
-  // 16 KiB blocks: the memory budget (a quarter of the trace) stays under the
+  // 8 KiB blocks: the memory budget (a quarter of the trace) stays under the
   // default 256 MiB spill queue (see docs/BENCHMARKS.md, "Known library issues").
-  const BlockLayout layout = MakeLayout(1, 4, 64, DType::kBF16);
+  const BlockLayout layout = MakeLayout(1, 2, 64, DType::kBF16);
   const TraceOptions topt = ScenarioTrace(ctx);
   ctx.Log("replay: generating trace (" + std::to_string(topt.requests) + " requests)");
   const Trace trace = GenerateTrace(topt);
