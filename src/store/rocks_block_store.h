@@ -12,7 +12,9 @@
 // total and per namespace) in memory and writes their absolute values into
 // every batch that changes them, so open reads a few keys and never scans
 // the data. Stored bytes are record sizes, not RocksDB file sizes
-// (StoreStats::files_bytes reports those).
+// (StoreStats::files_bytes reports those: they also hold the WAL, bounded
+// to 4 memtables of max_bytes/8 (8-64 MiB), and deleted records whose blob
+// files GC has not reached yet; Compact() reclaims those at once).
 //
 // Eviction: after each Put, while stored bytes exceed max_bytes, the first
 // entry of the recency index (least recently used; deepest first among
@@ -22,12 +24,19 @@
 // the budget removed, orphans_collected the descendants among them; in a
 // TrimResult likewise records_deleted includes orphans_collected. A single
 // record larger than the whole budget is refused (Full) rather than written
-// and evicted at once.
+// and evicted at once. Eviction runs after the Put's own batch is written;
+// if it fails, Put still returns OK (the records are written), logs the
+// error, and the next Put evicts again.
 //
 // A re-Put of a stored key only refreshes its recency: records are content-
 // addressed, so the value is not written again (no SSD writes for blocks a
 // store already holds). Delete() removes exactly the given records; their
 // descendants stay until the budget or a trim reaches them.
+//
+// Read-only opens (DB::OpenForReadOnly) take no lock and see the store as
+// of open time, WAL included. Their view is frozen, but the files behind it
+// are not: a record whose blob file the writing process has since deleted
+// (GC, compaction) reads as an IOError. Inspect briefly, or reopen.
 //
 // Threads: readers (MultiGet, Exists, GetMeta, ForEachRecord, GetStats) go
 // straight to RocksDB; writers serialize on mu_ (RocksDB allows one writing
