@@ -104,6 +104,10 @@ PayloadPool::PayloadPool(const BlockLayout& layout, size_t count, uint64_t seed)
   for (size_t i = 0; i < count; ++i) payloads_.push_back(generator_.Block(MixSeed(seed, i)));
 }
 
+uint64_t CapUnspilledBlocks(const BlockLayout& layout, uint64_t blocks) {
+  return std::min<uint64_t>(blocks, std::max<uint64_t>(1, kUnspilledBytesLimit / layout.block_bytes()));
+}
+
 double ProcessCpuSeconds() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);

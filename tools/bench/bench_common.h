@@ -79,6 +79,15 @@ class PayloadPool {
   std::vector<std::vector<std::byte>> payloads_;
 };
 
+// The most payload bytes a scenario lets sit in memory without a copy on
+// disk when it calls Flush()/Close(): under CacheOptions' default 256 MiB
+// spill queue. (SpillQueue::Enqueue deadlocks when one Flush hands it more
+// than its budget; see docs/BENCHMARKS.md, "Known library issues".)
+inline constexpr uint64_t kUnspilledBytesLimit = 128ull << 20;
+
+// min(blocks, the blocks of `layout` that fit in kUnspilledBytesLimit).
+uint64_t CapUnspilledBlocks(const BlockLayout& layout, uint64_t blocks);
+
 // CPU seconds (user + system) used by every thread of this process so far:
 // beside a wall-clock figure it tells work from waiting on a busy machine.
 double ProcessCpuSeconds();

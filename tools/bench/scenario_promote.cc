@@ -15,10 +15,13 @@ namespace {
 
 constexpr size_t kBlocksPerPrompt = 16;
 
-CacheOptions PromoteOptions(const BlockLayout& layout, const std::string& dir, size_t blocks) {
+// `memory_blocks`: room for every promoted block when measuring; a few when
+// filling, so that blocks spill as they are evicted.
+CacheOptions PromoteOptions(const BlockLayout& layout, const std::string& dir,
+                            size_t memory_blocks) {
   CacheOptions o;
   o.ns = BenchNamespace(layout);
-  o.memory_bytes = (blocks + kBlocksPerPrompt) * layout.block_bytes();
+  o.memory_bytes = memory_blocks * layout.block_bytes();
   o.store = dir;
   o.store_options.max_bytes = 0;
   return o;
@@ -29,7 +32,7 @@ CacheOptions PromoteOptions(const BlockLayout& layout, const std::string& dir, s
 ScenarioResult RunPromoteScenario(const BenchContext& ctx) {
   ScenarioResult r("promote");
   const BlockLayout layout = MakeLayout(4, 8, 128, DType::kBF16);  // 256 KiB blocks
-  const size_t prompts_n = ctx.Size(64, 4);
+  const size_t prompts_n = ctx.Size(128, 4);
   const size_t blocks = prompts_n * kBlocksPerPrompt;
   const size_t bb = layout.block_bytes();
   const double raw = static_cast<double>(blocks) * bb;
@@ -44,7 +47,8 @@ ScenarioResult RunPromoteScenario(const BenchContext& ctx) {
   // Fill the store: insert everything, Close() writes it all.
   {
     std::unique_ptr<Cache> cache;
-    CheckOk(Cache::Open(PromoteOptions(layout, dir, blocks), &cache), "open cache (fill)");
+    CheckOk(Cache::Open(PromoteOptions(layout, dir, 4 * kBlocksPerPrompt), &cache),
+            "open cache (fill)");
     std::vector<std::span<const std::byte>> payloads(kBlocksPerPrompt);
     for (size_t p = 0; p < prompts_n; ++p) {
       for (size_t j = 0; j < kBlocksPerPrompt; ++j) {
@@ -56,7 +60,8 @@ ScenarioResult RunPromoteScenario(const BenchContext& ctx) {
   }
 
   std::unique_ptr<Cache> cache;
-  CheckOk(Cache::Open(PromoteOptions(layout, dir, blocks), &cache), "open cache (promote)");
+  CheckOk(Cache::Open(PromoteOptions(layout, dir, blocks + kBlocksPerPrompt), &cache),
+          "open cache (promote)");
   // The same records, read through the store, for the decode-alone baseline.
   const Namespace ns = BenchNamespace(layout);
   std::vector<Hash128> keys;

@@ -34,17 +34,17 @@ TraceOptions ScenarioTrace(const BenchContext& ctx) {
 
 ScenarioResult RunReplayScenario(const BenchContext& ctx) {
   ScenarioResult r("replay");
-  // 8 KiB blocks: the memory budget (a quarter of the trace) stays under the
-  // default 256 MiB spill queue (see docs/BENCHMARKS.md, "Known library issues").
-  const BlockLayout layout = MakeLayout(1, 2, 64, DType::kBF16);
+  const BlockLayout layout = MakeLayout(1, 2, 64, DType::kBF16);  // 8 KiB blocks
   const TraceOptions topt = ScenarioTrace(ctx);
   ctx.Log("replay: generating trace (" + std::to_string(topt.requests) + " requests)");
   const Trace trace = GenerateTrace(topt);
   const Namespace ns = BenchNamespace(layout);
 
-  // The budget: a quarter of the blocks the trace ever inserts.
+  // The budget: a quarter of the blocks the trace ever inserts (at most
+  // 128 MiB, see kUnspilledBytesLimit).
   const ReferenceFigures upper = RunReferences(ns, trace, 1);
-  const uint64_t budget = std::max<uint64_t>(16, upper.distinct_blocks / 4);
+  const uint64_t budget =
+      CapUnspilledBlocks(layout, std::max<uint64_t>(16, upper.distinct_blocks / 4));
   const ReferenceFigures ref = RunReferences(ns, trace, budget);
   KvDataGenerator gen(layout);
   r.set_generator("trace: " + topt.Describe() + "; payloads: " + gen.Describe());

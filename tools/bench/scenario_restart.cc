@@ -85,7 +85,8 @@ OpenFigures MeasureOpen(const BenchContext& ctx, const BlockLayout& layout, uint
   PayloadPool pool(layout, 256);
   {
     std::unique_ptr<Cache> cache;
-    CheckOk(Cache::Open(Options(layout, dir, f.records), &cache), "open cache (fill)");
+    CheckOk(Cache::Open(Options(layout, dir, CapUnspilledBlocks(layout, f.records)), &cache),
+            "open cache (fill)");
     std::vector<std::span<const std::byte>> payloads(kBlocksPerPrompt);
     for (size_t p = 0; p < prompts_n; ++p) {
       for (size_t j = 0; j < kBlocksPerPrompt; ++j) {
@@ -182,7 +183,8 @@ ScenarioResult RunRestartScenario(const BenchContext& ctx) {
   topt.requests = static_cast<uint32_t>(ctx.Size(300, 40));
   const Trace trace = GenerateTrace(topt);
   const ReferenceFigures ref = RunReferences(BenchNamespace(tl), trace, 1);
-  const uint64_t budget = std::max<uint64_t>(16, ref.distinct_blocks / 4);
+  const uint64_t budget =
+      CapUnspilledBlocks(tl, std::max<uint64_t>(16, ref.distinct_blocks / 4));
   const std::string dir = ctx.FreshDir("restart-trace");
   KvDataGenerator gen(tl);
   ReplayFigures cold, warm;

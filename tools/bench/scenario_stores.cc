@@ -27,7 +27,9 @@ WorkTime RunKvtier(const BenchContext& ctx, const BlockLayout& layout, const Pay
                    const std::vector<std::vector<Token>>& prompts, const std::string& dir) {
   CacheOptions o;
   o.ns = BenchNamespace(layout);
-  o.memory_bytes = (prompts.size() * kBlocksPerPrompt + kBlocksPerPrompt) * layout.block_bytes();
+  // Memory for a few prompts: blocks spill as they are evicted, the rest at
+  // Flush(); lookups promote into the same room.
+  o.memory_bytes = CapUnspilledBlocks(layout, 8 * kBlocksPerPrompt) * layout.block_bytes();
   o.store = dir;
   o.store_options.max_bytes = 0;
   std::unique_ptr<Cache> cache;
@@ -109,8 +111,8 @@ ScenarioResult RunStoresScenario(const BenchContext& ctx) {
     double target;
   };
   const Size sizes[] = {
-      {"64KiB", MakeLayout(1, 8, 128, DType::kBF16), ctx.Size(256, 2), 1.5},
-      {"2MiB", MakeLayout(32, 8, 128, DType::kBF16), ctx.Size(8, 1), 1.0},
+      {"64KiB", MakeLayout(1, 8, 128, DType::kBF16), ctx.Size(512, 2), 1.5},
+      {"2MiB", MakeLayout(32, 8, 128, DType::kBF16), ctx.Size(16, 1), 1.0},
   };
   std::string generator;
   for (const Size& s : sizes) {
