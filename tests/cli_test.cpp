@@ -722,6 +722,27 @@ TEST_CASE("import skips and reports damaged records and imports the rest") {
   CHECK(Kvtier({"ls", copy, "--json"}).Json()["total"] == 12);
 }
 
+TEST_CASE("import skips the records of a namespace the target store refuses") {
+  Fixture f;
+  std::string archive = f.tmp.sub("cache.kvtar"), target = f.tmp.sub("target");
+  REQUIRE(Kvtier({"export", f.dir, archive}).code == 0);
+  // The same model, revision and tokenizer with another layout: a
+  // misconfigured server, which the store refuses to mix.
+  Namespace other = f.a;
+  other.layout.block_size = 8;
+  REQUIRE(OpenRW(target)->RegisterNamespace(other).ok());
+  Run r = Kvtier({"import", target, archive, "--json"});
+  CHECK(r.code == 1);
+  json doc = r.Json();
+  CHECK(doc["records"] == 3);
+  CHECK(doc["skipped_records"] == 10);
+  REQUIRE(doc["skipped"].size() == 1);
+  CHECK(doc["skipped"][0].get<std::string>().find("refused by the store") != std::string::npos);
+  json ls = Kvtier({"ls", target, "--json"}).Json();
+  CHECK(ls["total"] == 3);
+  for (const auto& rec : ls["records"]) CHECK(rec["namespace"] == f.b.Fingerprint().ToHex());
+}
+
 // --- Bad input ------------------------------------------------------------------
 
 TEST_CASE("bad input gets one line on stderr, exit 2, and changes nothing") {
@@ -777,6 +798,12 @@ TEST_CASE("bad input gets one line on stderr, exit 2, and changes nothing") {
     std::string dropped = good.substr(0, r.offset) + good.substr(r.offset + 24 + r.length);
     WriteFile(bad, dropped);
     RequireOneLineError(Kvtier({"import", f.dir, bad}), "its end frame lists 13 records");
+
+    std::string newer = good;
+    newer[8] = 2;  // format version 2, header checksum redone
+    SetLe(&newer, 16, XXH3_64bits(newer.data(), 16));
+    WriteFile(bad, newer);
+    RequireOneLineError(Kvtier({"import", f.dir, bad}), "has format version 2; this kvtier reads version 1");
 
     WriteFile(bad, good + "junk");
     RequireOneLineError(Kvtier({"import", f.dir, bad}), "unexpected bytes after its end frame");
