@@ -17,6 +17,7 @@ namespace {
 // step is the same call with a nearer target, so the result is the same as
 // one call (LRU order and "older than" are monotone).
 constexpr int kTrimSteps = 50;
+constexpr int kOlderThanSteps = 10;
 constexpr size_t kDropBatch = 256;
 
 struct TrimArgs {
@@ -53,24 +54,30 @@ Status TrimBytes(BlockStore* store, uint64_t target, const StoreStats& before, b
   return Status::OK();
 }
 
-Status TrimOlder(BlockStore* store, int64_t cutoff_us, const StoreStats& before, bool progress,
-                 TrimResult* result) {
-  int64_t oldest = before.oldest_access_us;
-  int64_t span = oldest != 0 && cutoff_us > oldest ? cutoff_us - oldest : 0;
+Status TrimOlder(BlockStore* store, int64_t cutoff_us, bool progress, TrimResult* result) {
+  // On a terminal: steps at quantiles of the old records' last use, fewer
+  // than for a byte budget since each TrimOlderThan() scans the metadata.
   // The bar counts the bytes of the records older than the cutoff (their
   // descendants come on top, so it is clamped).
+  std::vector<int64_t> goals;
   uint64_t expected = 0;
-  if (span > 0 && ProgressVisible(progress)) {
+  if (ProgressVisible(progress)) {
     std::vector<RecordMeta> records;
     Status s = LoadRecords(store, &records);
     if (!s.ok()) return s;
-    for (const auto& r : records)
-      if (r.last_access_us < cutoff_us) expected += r.stored_bytes;
+    std::vector<int64_t> times;
+    for (const auto& r : records) {
+      if (r.last_access_us >= cutoff_us) continue;
+      expected += r.stored_bytes;
+      times.push_back(r.last_access_us);
+    }
+    std::sort(times.begin(), times.end());
+    for (int i = 1; i < kOlderThanSteps && !times.empty(); ++i)
+      goals.push_back(times[times.size() * i / kOlderThanSteps]);
   }
+  goals.push_back(cutoff_us);
   ProgressBar bar("trim", expected, ProgressBar::Unit::kBytes, expected > 0);
-  int steps = bar.drawing() ? kTrimSteps : 1;
-  for (int i = 1; i <= steps; ++i) {
-    int64_t goal = i == steps ? cutoff_us : oldest + span / steps * i;
+  for (int64_t goal : goals) {
     TrimResult step;
     Status s = store->TrimOlderThan(goal, &step);
     if (!s.ok()) return s;
@@ -136,7 +143,7 @@ int RunTrim(const TrimArgs& args, const CommonFlags& flags) {
     s = TrimBytes(store.get(), max_bytes, before, progress, &result);
   } else if (!args.older_than.empty()) {
     mode = "older-than";
-    s = TrimOlder(store.get(), NowMicros() - age_us, before, progress, &result);
+    s = TrimOlder(store.get(), NowMicros() - age_us, progress, &result);
   } else {
     mode = "namespace";
     NamespaceMap namespaces;
