@@ -44,6 +44,9 @@ enum class SpillPolicy : uint8_t {
   // Every inserted block is also queued for writing at once. A crash loses
   // only the queue; the right choice for a shared cache.
   kWriteThrough = 1,
+  // kWriteThrough for a kvtierd store ("unix:PATH"), so the other processes
+  // sharing it see new prefixes at once; kSpillOnEvict for a directory.
+  kAuto = 2,
 };
 
 struct CacheOptions {
@@ -51,11 +54,13 @@ struct CacheOptions {
   Namespace ns;
   // Budget for the payload bytes of blocks resident in memory.
   uint64_t memory_bytes = 1ull << 30;
-  // Where the disk tier lives: "" = memory-only, else a directory path.
+  // Where the disk tier lives: "" = memory-only, a directory path
+  // (embedded), or "unix:PATH" for the store shared through the kvtierd
+  // listening at PATH (see OpenBlockStore and kvtier/daemon.h).
   std::string store;
   // Options of the store (disk budget, sync, ...); unused when memory-only.
   StoreOptions store_options;
-  SpillPolicy spill_policy = SpillPolicy::kSpillOnEvict;
+  SpillPolicy spill_policy = SpillPolicy::kAuto;
   CodecOptions codec;
   // Background threads that encode and write spilled blocks.
   int spill_threads = 1;

@@ -158,11 +158,18 @@ class BlockStore {
   virtual std::string Describe() const = 0;
 };
 
-// Opens the store at `location`: a directory path (RocksDB, embedded).
+// Opens the store at `location`: a directory path (RocksDB, embedded), or
+// "unix:PATH" for the store shared through the kvtierd listening at PATH
+// (kvtier/daemon.h; the daemon's options rule max_bytes and sync_writes,
+// read_only refuses writes locally).
 // Errors: Busy if another process holds the store (the message names the
 // lock and points to read-only inspection and kvtierd); NotSupported for
 // another store format version; InvalidArgument for a directory that is not
-// a kvtier store; IOError for an unreadable or unwritable path.
+// a kvtier store; IOError for an unreadable or unwritable path. For
+// "unix:PATH": Unavailable if no daemon answers there (once open, calls
+// fail fast with Unavailable while the daemon is down and the store
+// reconnects with backoff), IOError if the daemon refuses this process's
+// uid/gid.
 Status OpenBlockStore(const std::string& location, const StoreOptions& options,
                       std::unique_ptr<BlockStore>* store);
 

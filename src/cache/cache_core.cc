@@ -13,6 +13,16 @@ using internal::SpillJob;
 
 namespace {
 
+// Resolves SpillPolicy::kAuto: write-through for a store shared through
+// kvtierd, so the other processes see new prefixes at once.
+CacheOptions ResolvePolicy(CacheOptions options) {
+  if (options.spill_policy == SpillPolicy::kAuto) {
+    options.spill_policy = options.store.starts_with("unix:") ? SpillPolicy::kWriteThrough
+                                                              : SpillPolicy::kSpillOnEvict;
+  }
+  return options;
+}
+
 std::vector<SpillJob> ToJobs(std::vector<EvictedBlock>&& blocks) {
   std::vector<SpillJob> jobs;
   jobs.reserve(blocks.size());
@@ -23,7 +33,7 @@ std::vector<SpillJob> ToJobs(std::vector<EvictedBlock>&& blocks) {
 }  // namespace
 
 CacheCore::CacheCore(const CacheOptions& options)
-    : options_(options),
+    : options_(ResolvePolicy(options)),
       layout_(options.ns.layout),
       seed_(options.ns.Fingerprint()),
       start_(std::chrono::steady_clock::now()),
