@@ -98,6 +98,12 @@ struct CacheStats {
   uint64_t bytes_read_stored = 0;
   uint64_t corrupt_records = 0;  // detected on promote, counted, deleted
   uint64_t store_errors = 0;     // failed store calls (the cache kept serving)
+  // Blocks queued for writing again after a failed store write, and blocks
+  // the spill queue gave up after repeated store failures (or dropped, oldest
+  // first, when it was full while the store failed); logged, and never wrong
+  // data: a given-up block is a later miss.
+  uint64_t spill_retries = 0;
+  uint64_t spill_dropped = 0;
   uint64_t queue_blocks = 0;     // blocks waiting in the spill queue now
   uint64_t queue_bytes = 0;
   uint64_t resident_blocks = 0;

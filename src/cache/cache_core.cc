@@ -45,6 +45,11 @@ CacheCore::~CacheCore() {
 }
 
 Status CacheCore::Open(const CacheOptions& options, std::shared_ptr<CacheCore>* out) {
+  return OpenWithStore(options, nullptr, out);
+}
+
+Status CacheCore::OpenWithStore(const CacheOptions& options, std::unique_ptr<BlockStore> store,
+                                std::shared_ptr<CacheCore>* out) {
   Status s = options.ns.Validate();
   if (!s.ok()) return s;
   if (options.memory_bytes < options.ns.layout.block_bytes())
@@ -53,9 +58,13 @@ Status CacheCore::Open(const CacheOptions& options, std::shared_ptr<CacheCore>* 
                                    std::to_string(options.ns.layout.block_bytes()) + " bytes");
   if (options.promote_batch == 0) return Status::InvalidArgument("promote_batch must be positive");
   std::shared_ptr<CacheCore> core(new CacheCore(options));
-  if (!options.store.empty()) {
+  if (store != nullptr) {
+    core->store_ = std::move(store);
+  } else if (!options.store.empty()) {
     s = OpenBlockStore(options.store, options.store_options, &core->store_);
     if (!s.ok()) return s;
+  }
+  if (core->store_ != nullptr) {
     s = core->store_->RegisterNamespace(options.ns);
     if (!s.ok()) return s;
     internal::SpillQueue::Config config;
@@ -66,12 +75,14 @@ Status CacheCore::Open(const CacheOptions& options, std::shared_ptr<CacheCore>* 
     config.threads = options.spill_threads;
     config.max_bytes = options.spill_queue_bytes;
     Counters& c = core->counters_;
-    config.counters = {&c.spills, &c.bytes_written_raw, &c.bytes_written_stored, &c.store_errors};
+    config.counters = {&c.spills,       &c.bytes_written_raw, &c.bytes_written_stored,
+                       &c.store_errors, &c.spill_retries,     &c.spill_dropped};
     CacheCore* raw = core.get();
     config.on_stored = [raw](std::span<const Hash128> hashes) {
       raw->memory_.MarkOnDisk(hashes, raw->NowMs());
     };
     config.on_error = [raw](const Status& e) { raw->LogSometimes(raw->spill_error_logs_, e.ToString()); };
+    config.on_recovered = [raw](const std::string& message) { raw->Log(message); };
     core->spill_ = std::make_unique<internal::SpillQueue>(std::move(config));
   }
   *out = std::move(core);
@@ -346,6 +357,8 @@ CacheStats CacheCore::Stats() const {
   s.bytes_read_stored = c.bytes_read_stored.load();
   s.corrupt_records = c.corrupt_records.load();
   s.store_errors = c.store_errors.load();
+  s.spill_retries = c.spill_retries.load();
+  s.spill_dropped = c.spill_dropped.load();
   internal::MemoryTierStats m = memory_.Stats();
   s.evictions = m.evictions;
   s.resident_blocks = m.resident_blocks;

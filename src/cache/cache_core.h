@@ -20,6 +20,11 @@ namespace kvtier {
 class CacheCore : public std::enable_shared_from_this<CacheCore> {
  public:
   static Status Open(const CacheOptions& options, std::shared_ptr<CacheCore>* core);
+  // As Open(), on a disk tier the caller opened (options.store is then not
+  // opened): tests use it for a store on a fault-injecting file system.
+  // `store` = nullptr is Open().
+  static Status OpenWithStore(const CacheOptions& options, std::unique_ptr<BlockStore> store,
+                              std::shared_ptr<CacheCore>* core);
   ~CacheCore();
 
   Lease Lookup(std::span<const Token> tokens);
@@ -43,7 +48,8 @@ class CacheCore : public std::enable_shared_from_this<CacheCore> {
     std::atomic<uint64_t> lookups{0}, lookup_blocks{0}, memory_hits{0}, disk_hits{0}, misses{0},
         lookups_with_hit{0}, inserts{0}, insert_duplicates{0}, insert_rejected{0}, spills{0},
         promotions{0}, bytes_written_raw{0}, bytes_written_stored{0}, bytes_read_raw{0},
-        bytes_read_stored{0}, corrupt_records{0}, store_errors{0};
+        bytes_read_stored{0}, corrupt_records{0}, store_errors{0}, spill_retries{0},
+        spill_dropped{0};
   };
 
   explicit CacheCore(const CacheOptions& options);

@@ -1,5 +1,6 @@
 #include "cache/spill_queue.h"
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,16 @@ namespace {
 // batched store write.
 constexpr size_t kMaxBatchBlocks = 32;
 constexpr uint64_t kMaxBatchBytes = 16ull << 20;
+// Recency refreshes waiting beyond this are dropped (they are hints).
+constexpr size_t kMaxPendingTouches = 1u << 16;
+// Backoff after consecutive failed writes: 10 ms, doubling, at most 250 ms.
+constexpr std::chrono::milliseconds kFirstBackoff{10};
+constexpr std::chrono::milliseconds kMaxBackoff{250};
+
+std::chrono::milliseconds Backoff(uint64_t consecutive_failures) {
+  const uint64_t shift = std::min<uint64_t>(consecutive_failures - 1, 5);
+  return std::min(kFirstBackoff * (1 << shift), kMaxBackoff);
+}
 
 }  // namespace
 
@@ -21,27 +32,64 @@ SpillQueue::SpillQueue(Config config) : config_(std::move(config)) {
 
 SpillQueue::~SpillQueue() { Stop(); }
 
+bool SpillQueue::HasRoomLocked(uint64_t size) const {
+  // Always admit into an empty queue so a block larger than the budget
+  // cannot wait forever.
+  return bytes_ == 0 || bytes_ + size <= config_.max_bytes;
+}
+
+void SpillQueue::ForgetLocked(const Hash128& hash) {
+  auto it = pending_.find(hash);
+  if (it == pending_.end()) return;
+  bytes_ -= it->second.buffer.payload_bytes();
+  pending_.erase(it);
+}
+
 void SpillQueue::Enqueue(std::vector<SpillJob> jobs) {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (SpillJob& job : jobs) {
-    if (pending_.count(job.hash) != 0) continue;
-    const uint64_t size = job.buffer.payload_bytes();
-    // Back-pressure: wait for room, but always admit into an empty queue so
-    // a block larger than the budget cannot wait forever.
-    room_cv_.wait(lock, [&] { return stopping_ || bytes_ == 0 || bytes_ + size <= config_.max_bytes; });
-    if (stopping_) return;
-    if (pending_.count(job.hash) != 0) continue;  // queued while we waited
-    bytes_ += size;
-    order_.push_back(job.hash);
-    pending_.emplace(job.hash, std::move(job));
+  uint64_t dropped = 0;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (SpillJob& job : jobs) {
+      if (pending_.count(job.hash) != 0) continue;
+      const uint64_t size = job.buffer.payload_bytes();
+      while (!stopping_ && !HasRoomLocked(size)) {
+        if (consecutive_failures_ > 0 && !order_.empty()) {
+          // The store is failing: waiting would stall eviction (and every
+          // insert) for as long as the outage lasts. Drop the oldest.
+          ForgetLocked(order_.front());
+          order_.pop_front();
+          ++dropped;
+          continue;
+        }
+        // Wake the workers first: they may not know of the jobs this call
+        // queued already, and only they can make room.
+        work_cv_.notify_all();
+        room_cv_.wait(lock);
+      }
+      if (stopping_) break;
+      if (pending_.count(job.hash) != 0) continue;  // queued while we waited
+      bytes_ += size;
+      job.failures_at_enqueue = store_failures_;
+      order_.push_back(job.hash);
+      pending_.emplace(job.hash, std::move(job));
+    }
   }
   work_cv_.notify_all();
+  if (dropped > 0) {
+    room_cv_.notify_all();  // Drain() may be waiting for an empty queue
+    config_.counters.dropped->fetch_add(dropped, std::memory_order_relaxed);
+    if (config_.on_error) {
+      config_.on_error(Status::IOError(
+          "spill: the store is failing and the queue is full: dropped the " +
+          std::to_string(dropped) + " oldest queued blocks (counted in spill_dropped)"));
+    }
+  }
 }
 
 void SpillQueue::EnqueueTouch(std::span<const Hash128> hashes) {
   if (hashes.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_) return;
+  if (stopping_ || touches_.size() >= kMaxPendingTouches) return;
   touches_.insert(touches_.end(), hashes.begin(), hashes.end());
   work_cv_.notify_one();
 }
@@ -82,45 +130,112 @@ uint64_t SpillQueue::queued_bytes() const {
   return bytes_;
 }
 
+uint64_t SpillQueue::GiveUpLocked() {
+  uint64_t given_up = 0;
+  std::deque<Hash128> kept;
+  for (const Hash128& hash : order_) {
+    auto it = pending_.find(hash);
+    if (it != pending_.end() &&
+        store_failures_ - it->second.failures_at_enqueue >= kMaxStoreFailures) {
+      ForgetLocked(hash);
+      ++given_up;
+    } else {
+      kept.push_back(hash);
+    }
+  }
+  order_.swap(kept);
+  return given_up;
+}
+
 void SpillQueue::WorkerLoop() {
   std::vector<SpillJob> jobs;
   std::vector<Hash128> touches;
+  std::vector<Outcome> outcomes;
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !order_.empty() || !touches_.empty(); });
+    // Wait for work. While the store is failing, queued blocks wait for the
+    // backoff to pass, and recency refreshes are dropped.
+    bool cooling = false;
+    for (;;) {
       if (stopping_ && order_.empty() && touches_.empty()) return;
-      uint64_t batch_bytes = 0;
-      while (!order_.empty() && jobs.size() < kMaxBatchBlocks && batch_bytes < kMaxBatchBytes) {
-        const SpillJob& job = pending_.at(order_.front());
-        order_.pop_front();
-        batch_bytes += job.buffer.payload_bytes();
-        jobs.push_back(job);  // shares the buffer; pending_ keeps it servable
+      cooling = consecutive_failures_ > 0 && Clock::now() < retry_at_;
+      if (cooling) touches_.clear();
+      if (!touches_.empty() || (!order_.empty() && !cooling)) break;
+      if (cooling && !order_.empty()) {
+        work_cv_.wait_until(lock, retry_at_);
+      } else {
+        if (cooling) room_cv_.notify_all();  // the dropped touches may end a Drain()
+        work_cv_.wait(lock);
       }
-      touches.swap(touches_);
-      ++busy_workers_;
     }
-    ProcessBatch(jobs, touches);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const SpillJob& job : jobs) {
-        bytes_ -= job.buffer.payload_bytes();
-        pending_.erase(job.hash);
+    uint64_t batch_bytes = 0;
+    while (!cooling && !order_.empty() && jobs.size() < kMaxBatchBlocks &&
+           batch_bytes < kMaxBatchBytes) {
+      const SpillJob& job = pending_.at(order_.front());
+      order_.pop_front();
+      batch_bytes += job.buffer.payload_bytes();
+      jobs.push_back(job);  // shares the buffer; pending_ keeps it servable
+    }
+    touches.swap(touches_);
+    ++busy_workers_;
+    lock.unlock();
+
+    const bool written = ProcessBatch(jobs, touches, &outcomes);
+
+    lock.lock();
+    --busy_workers_;
+    uint64_t failed = 0, unencodable = 0, given_up = 0, failures_before = consecutive_failures_;
+    for (size_t i = jobs.size(); i-- > 0;) {  // requeued in their old order
+      if (outcomes[i] == Outcome::kFailed) {
+        order_.push_front(jobs[i].hash);
+        ++failed;
+      } else {
+        if (outcomes[i] == Outcome::kUnencodable) ++unencodable;
+        ForgetLocked(jobs[i].hash);
       }
-      --busy_workers_;
     }
+    if (!written) {
+      ++store_failures_;
+      ++consecutive_failures_;
+      retry_at_ = Clock::now() + Backoff(consecutive_failures_);
+      given_up = GiveUpLocked();
+    } else if (!jobs.empty()) {
+      consecutive_failures_ = 0;
+    }
+    const uint64_t failures_now = consecutive_failures_;
+    lock.unlock();
     room_cv_.notify_all();
+    work_cv_.notify_all();  // another worker may wait for the backoff
+
+    if (failed > 0) config_.counters.retries->fetch_add(failed, std::memory_order_relaxed);
+    if (unencodable + given_up > 0) {
+      config_.counters.dropped->fetch_add(unencodable + given_up, std::memory_order_relaxed);
+    }
+    if (given_up > 0 && config_.on_error) {
+      config_.on_error(Status::IOError(
+          "spill: gave up " + std::to_string(given_up) + " queued blocks after " +
+          std::to_string(kMaxStoreFailures) +
+          " failed store writes (counted in spill_dropped; evicted ones are lost to the disk tier)"));
+    }
+    if (failures_before > 0 && failures_now == 0 && config_.on_recovered) {
+      config_.on_recovered("spill: the store accepts writes again after " +
+                           std::to_string(failures_before) + " failed writes");
+    }
     jobs.clear();
     touches.clear();
+    lock.lock();
   }
 }
 
-void SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches) {
+bool SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches,
+                              std::vector<Outcome>* outcomes) {
   BlockStore* store = config_.store;
   auto fail = [&](const Status& s) {
     config_.counters.store_errors->fetch_add(1, std::memory_order_relaxed);
     if (config_.on_error) config_.on_error(s);
   };
+  outcomes->assign(jobs.size(), Outcome::kStored);
+  bool written = true;
   std::vector<Hash128> stored;
   if (!jobs.empty()) {
     std::vector<Hash128> keys;
@@ -134,8 +249,9 @@ void SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>&
     }
     std::vector<std::string> records;
     std::vector<std::string_view> views;
+    std::vector<size_t> written_jobs;
     records.reserve(jobs.size());
-    uint64_t raw = 0, written = 0;
+    uint64_t raw = 0, bytes = 0;
     for (size_t i = 0; i < jobs.size(); ++i) {
       if (present[i]) {
         touches.push_back(jobs[i].hash);
@@ -148,12 +264,13 @@ void SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>&
       Status e = EncodeRecord(id, jobs[i].buffer.payload(), config_.codec, &records.back());
       if (!e.ok()) {
         records.pop_back();
+        (*outcomes)[i] = Outcome::kUnencodable;
         fail(e.WithContext("spill: encoding block " + jobs[i].hash.ToHex()));
         continue;
       }
       raw += jobs[i].buffer.payload_bytes();
-      written += records.back().size();
-      stored.push_back(jobs[i].hash);
+      bytes += records.back().size();
+      written_jobs.push_back(i);
     }
     for (const std::string& r : records) views.push_back(r);
     if (!views.empty()) {
@@ -161,12 +278,13 @@ void SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>&
       if (p.ok()) {
         config_.counters.spills->fetch_add(views.size(), std::memory_order_relaxed);
         config_.counters.bytes_written_raw->fetch_add(raw, std::memory_order_relaxed);
-        config_.counters.bytes_written_stored->fetch_add(written, std::memory_order_relaxed);
+        config_.counters.bytes_written_stored->fetch_add(bytes, std::memory_order_relaxed);
+        for (size_t i : written_jobs) stored.push_back(jobs[i].hash);
       } else {
-        fail(p.WithContext("spill: writing " + std::to_string(views.size()) + " blocks"));
-        stored.clear();
-        for (size_t i = 0; i < jobs.size(); ++i)
-          if (present[i]) stored.push_back(jobs[i].hash);
+        written = false;
+        fail(p.WithContext("spill: writing " + std::to_string(views.size()) +
+                           " blocks (they stay queued for another try)"));
+        for (size_t i : written_jobs) (*outcomes)[i] = Outcome::kFailed;
       }
     }
   }
@@ -175,6 +293,7 @@ void SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>&
     if (!t.ok()) fail(t.WithContext("refreshing disk recency"));
   }
   if (!stored.empty() && config_.on_stored) config_.on_stored(stored);
+  return written;
 }
 
 }  // namespace kvtier::internal

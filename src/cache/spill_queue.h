@@ -9,15 +9,31 @@
 // A job for a block the store already holds (it was promoted from disk, or
 // written before) only refreshes the record's recency; one for a block the
 // store lost (evicted by the disk budget) writes it again.
+//
+// Failures. A batch whose write fails goes back to the front of the queue
+// (counted in `retries`) and is tried again after a backoff (10 ms, doubling
+// to 250 ms while the store keeps failing); recency refreshes are skipped
+// meanwhile. A block is given up -- counted in `dropped` and logged, never
+// silently -- once the store has failed kMaxStoreFailures writes since the
+// block was queued; and while the store is failing, a producer that finds
+// the queue full drops the oldest queued blocks instead of waiting. So a
+// brief fault loses nothing, and an outage (a full disk, a dead device)
+// neither blocks eviction for long nor grows the queue past max_bytes. A
+// given-up block that is still resident in memory is queued again by a
+// later eviction or Flush(); an evicted one is lost to the cache (a miss
+// later, never wrong data).
 #ifndef KVTIER_CACHE_SPILL_QUEUE_H_
 #define KVTIER_CACHE_SPILL_QUEUE_H_
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <span>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -33,7 +49,12 @@ struct SpillJob {
   Hash128 parent;
   uint32_t depth = 0;
   BlockBuffer buffer;
+  // Set by the queue: its count of failed store writes when the job came.
+  uint64_t failures_at_enqueue = 0;
 };
+
+// Failed store writes a queued block survives before it is given up.
+inline constexpr uint64_t kMaxStoreFailures = 3;
 
 // Counters the queue updates (owned by the cache, relaxed atomics).
 struct SpillCounters {
@@ -41,6 +62,8 @@ struct SpillCounters {
   std::atomic<uint64_t>* bytes_written_raw;
   std::atomic<uint64_t>* bytes_written_stored;
   std::atomic<uint64_t>* store_errors;
+  std::atomic<uint64_t>* retries;  // blocks queued again after a failed write
+  std::atomic<uint64_t>* dropped;  // blocks given up (see "Failures" above)
 };
 
 class SpillQueue {
@@ -55,7 +78,11 @@ class SpillQueue {
     SpillCounters counters;
     // Called (from a worker, no lock held) with blocks the store now holds.
     std::function<void(std::span<const Hash128>)> on_stored;
+    // Called (no lock held) with every failed store call and every block
+    // given up; the owner logs them, rate-limited.
     std::function<void(const Status&)> on_error;
+    // Called when the store writes again after failing.
+    std::function<void(const std::string&)> on_recovered;
   };
 
   explicit SpillQueue(Config config);
@@ -79,8 +106,21 @@ class SpillQueue {
   uint64_t queued_bytes() const;
 
  private:
+  using Clock = std::chrono::steady_clock;
+  // What became of one job of a batch.
+  enum class Outcome : uint8_t { kStored, kFailed, kUnencodable };
+
   void WorkerLoop();
-  void ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches);
+  // Writes a batch (no lock held); sets (*outcomes)[i] for jobs[i]. Returns
+  // false if the store refused the write.
+  bool ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches,
+                    std::vector<Outcome>* outcomes);
+  // REQUIRE: mu_ held. Room for `size` more payload bytes?
+  bool HasRoomLocked(uint64_t size) const;
+  // Removes a queued (not in-flight) job from the queue's books.
+  void ForgetLocked(const Hash128& hash);
+  // Gives up queued jobs that saw kMaxStoreFailures failures; returns how many.
+  uint64_t GiveUpLocked();
 
   const Config config_;
   mutable std::mutex mu_;
@@ -93,6 +133,9 @@ class SpillQueue {
   uint64_t bytes_ = 0;           // payload bytes in pending_
   int busy_workers_ = 0;
   bool stopping_ = false;
+  uint64_t store_failures_ = 0;      // failed batch writes since start
+  uint64_t consecutive_failures_ = 0;  // since the last successful write
+  Clock::time_point retry_at_{};     // while failing: when to write again
   std::vector<std::thread> workers_;
 };
 

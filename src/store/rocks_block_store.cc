@@ -42,6 +42,14 @@ void RocksBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::s
   values->resize(n);  // keeps the caller's buffers: a warm read allocates nothing
   statuses->assign(n, Status::OK());
   if (n == 0) return;
+  std::shared_lock<std::shared_mutex> db_lock;
+  if (Status s = AcquireDatabase(&db_lock); !s.ok()) {
+    for (size_t i = 0; i < n; ++i) {
+      (*values)[i].clear();
+      (*statuses)[i] = s;
+    }
+    return;
+  }
   const std::vector<std::string> key_bytes = EncodeKeys(keys);
   std::vector<rocksdb::Slice> slices(key_bytes.begin(), key_bytes.end());
   // Each PinnableSlice copies into (*values)[i] when it cannot pin, so a
@@ -75,6 +83,8 @@ void RocksBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::s
 Status RocksBlockStore::Exists(std::span<const Hash128> keys, std::vector<uint8_t>* present) {
   // The metadata is written in the same batch as the record and is a few
   // dozen bytes: checking it spares reading the blobs.
+  std::shared_lock<std::shared_mutex> db_lock;
+  if (Status s = AcquireDatabase(&db_lock); !s.ok()) return s;
   std::vector<RecordMeta> metas;
   return LoadMetas(db_.get(), cf_, keys, &metas, present);
 }
@@ -111,10 +121,12 @@ Status RocksBlockStore::Put(std::span<const std::string_view> records) {
   }
 
   std::lock_guard<std::mutex> lock(mu_);
+  s = EnsureOpenLocked();
+  if (!s.ok()) return s;
   std::vector<RecordMeta> stored;
   std::vector<uint8_t> found;
   s = LoadMetas(db_.get(), cf_, keys, &stored, &found);
-  if (!s.ok()) return s;
+  if (!s.ok()) return AfterWriteFailure(s);
   StoreMutation mutation(db_.get(), cf_, &state_);
   const uint64_t seq = mutation.TakeSeq();
   const int64_t now = NowMicros();
@@ -130,13 +142,16 @@ Status RocksBlockStore::Put(std::span<const std::string_view> records) {
     }
   }
   s = mutation.Commit(write_options_);
-  if (!s.ok()) return s;
+  if (!s.ok()) return AfterWriteFailure(s);
   Publish();
   if (options_.max_bytes != 0 && state_.counters.stored_bytes > options_.max_bytes) {
     TrimResult evicted;
     Status e = EvictToBudget(options_.max_bytes, &evicted);
     // The records are durable; the next Put retries the eviction.
-    if (!e.ok()) Log("records written to " + dir_ + ", but eviction failed: " + e.ToString());
+    if (!e.ok()) {
+      Log("records written to " + dir_ + ", but eviction failed: " + e.ToString());
+      (void)AfterWriteFailure(e);
+    }
   }
   return Status::OK();
 }
@@ -145,10 +160,12 @@ Status RocksBlockStore::Touch(std::span<const Hash128> keys) {
   Status s = CheckWritable();
   if (!s.ok() || keys.empty()) return s;
   std::lock_guard<std::mutex> lock(mu_);
+  s = EnsureOpenLocked();
+  if (!s.ok()) return s;
   std::vector<RecordMeta> metas;
   std::vector<uint8_t> found;
   s = LoadMetas(db_.get(), cf_, keys, &metas, &found);
-  if (!s.ok()) return s;
+  if (!s.ok()) return AfterWriteFailure(s);
   StoreMutation mutation(db_.get(), cf_, &state_);
   uint64_t seq = 0;
   const int64_t now = NowMicros();
@@ -159,7 +176,8 @@ Status RocksBlockStore::Touch(std::span<const Hash128> keys) {
     mutation.Refresh(&metas[i], seq, now);
   }
   s = mutation.Commit(write_options_);
-  if (s.ok()) Publish();
+  if (!s.ok()) return AfterWriteFailure(s);
+  Publish();
   return s;
 }
 
@@ -167,24 +185,30 @@ Status RocksBlockStore::Delete(std::span<const Hash128> keys) {
   Status s = CheckWritable();
   if (!s.ok() || keys.empty()) return s;
   std::lock_guard<std::mutex> lock(mu_);
+  s = EnsureOpenLocked();
+  if (!s.ok()) return s;
   std::vector<RecordMeta> metas;
   std::vector<uint8_t> found;
   s = LoadMetas(db_.get(), cf_, keys, &metas, &found);
-  if (!s.ok()) return s;
+  if (!s.ok()) return AfterWriteFailure(s);
   StoreMutation mutation(db_.get(), cf_, &state_);
   std::unordered_set<Hash128, Hash128Hasher> seen;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (found[i] && seen.insert(keys[i]).second) mutation.Erase(metas[i]);
   }
   s = mutation.Commit(write_options_);
-  if (s.ok()) Publish();
+  if (!s.ok()) return AfterWriteFailure(s);
+  Publish();
   return s;
 }
 
 Status RocksBlockStore::Flush() {
   if (options_.read_only) return Status::OK();  // nothing of ours to sync
+  std::lock_guard<std::mutex> lock(mu_);
+  Status open = EnsureOpenLocked();
+  if (!open.ok()) return open;
   rocksdb::Status s = db_->FlushWAL(/*sync=*/true);
-  if (!s.ok()) return FromRocks(s, "syncing the WAL of " + dir_);
+  if (!s.ok()) return AfterWriteFailure(FromRocks(s, "syncing the WAL of " + dir_));
   return Status::OK();
 }
 
@@ -205,6 +229,9 @@ Status RocksBlockStore::GetStats(StoreStats* stats) {
   stats->orphans_collected = p.orphans_collected;
   stats->read_only = options_.read_only;
 
+  // A store closed after a failure still reports its counters.
+  std::shared_lock<std::shared_mutex> db_lock;
+  if (!AcquireDatabase(&db_lock).ok()) return Status::OK();
   // The ends of the recency index name the oldest and newest records.
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_.lru));
   for (int end = 0; end < 2; ++end) {
@@ -246,9 +273,13 @@ Status RocksBlockStore::RegisterNamespace(const Namespace& ns) {
   }
   auto known = state_.namespaces.find(fp);
   if (known != state_.namespaces.end() && !known->second.ns.model.empty()) return Status::OK();
+  s = EnsureOpenLocked();
+  if (!s.ok()) return s;
   StoreMutation mutation(db_.get(), cf_, &state_);
   mutation.SetNamespace(ns, fp);
-  return mutation.Commit(write_options_);
+  s = mutation.Commit(write_options_);
+  if (!s.ok()) return AfterWriteFailure(s);
+  return s;
 }
 
 Status RocksBlockStore::ListNamespaces(std::vector<NamespaceEntry>* out) {
@@ -259,6 +290,8 @@ Status RocksBlockStore::ListNamespaces(std::vector<NamespaceEntry>* out) {
 }
 
 Status RocksBlockStore::GetMeta(const Hash128& key, RecordMeta* meta) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  if (Status s = AcquireDatabase(&db_lock); !s.ok()) return s;
   bool found = false;
   Status s = LoadMeta(db_.get(), cf_, key, meta, &found);
   if (s.ok() && !found) return Status::NotFound("no record for key " + key.ToHex());
@@ -266,18 +299,41 @@ Status RocksBlockStore::GetMeta(const Hash128& key, RecordMeta* meta) {
 }
 
 Status RocksBlockStore::ForEachRecord(const std::function<bool(const RecordMeta&)>& fn) {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_.meta));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    Hash128 key;
-    RecordMeta meta;
-    if (!fmt::DecodeKey(it->key().ToStringView(), &key) ||
-        !fmt::DecodeMeta(key, it->value().ToStringView(), &meta)) {
-      return Status::Corruption("metadata entry " + it->key().ToString(/*hex=*/true) +
-                                " of store " + dir_ + " is malformed");
+  // Pages of metadata are read under the database lock and handed to `fn`
+  // without it, so `fn` may call any method of this store (a write that
+  // fails reopens the database, which waits for readers) and a slow `fn`
+  // never holds up a reopen.
+  constexpr size_t kPage = 1024;
+  std::string next;  // the first key of the next page; "" = the first key
+  std::vector<RecordMeta> page;
+  for (bool more = true; more;) {
+    page.clear();
+    more = false;
+    {
+      std::shared_lock<std::shared_mutex> db_lock;
+      if (Status s = AcquireDatabase(&db_lock); !s.ok()) return s;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf_.meta));
+      for (it->Seek(next); it->Valid(); it->Next()) {
+        if (page.size() == kPage) {
+          next = it->key().ToString();
+          more = true;
+          break;
+        }
+        Hash128 key;
+        RecordMeta meta;
+        if (!fmt::DecodeKey(it->key().ToStringView(), &key) ||
+            !fmt::DecodeMeta(key, it->value().ToStringView(), &meta)) {
+          return Status::Corruption("metadata entry " + it->key().ToString(/*hex=*/true) +
+                                    " of store " + dir_ + " is malformed");
+        }
+        page.push_back(meta);
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "reading the metadata of " + dir_);
     }
-    if (!fn(meta)) return Status::OK();
+    for (const RecordMeta& meta : page) {
+      if (!fn(meta)) return Status::OK();
+    }
   }
-  if (!it->status().ok()) return FromRocks(it->status(), "reading the metadata of " + dir_);
   return Status::OK();
 }
 

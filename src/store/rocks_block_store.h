@@ -39,18 +39,36 @@
 // (GC, compaction) reads as an IOError. Inspect briefly, or reopen.
 //
 // Threads: readers (MultiGet, Exists, GetMeta, ForEachRecord, GetStats) go
-// straight to RocksDB; writers serialize on mu_ (RocksDB allows one writing
-// process; inside it, one mutating call at a time keeps the counters exact).
+// straight to RocksDB under a shared lock of db_mu_; writers serialize on
+// mu_ (RocksDB allows one writing process; inside it, one mutating call at a
+// time keeps the counters exact).
+//
+// Failures (store_recovery.cc): a writing call that fails with an I/O error
+// closes and reopens the database before it returns, whether RocksDB
+// stopped (a failed WAL append, a fatal background error) or not. A reopen
+// replays the WAL and reloads the persisted counters, so the store's view
+// matches what is really on disk: a write that failed may still be durable
+// (a failed sync), and nothing is assumed either way. If the reopen fails
+// too (the fault persists), the store stays closed: every call fails fast
+// with an IOError naming the cause, and the next call after a backoff
+// (10 ms doubling to 1 s) tries again, so the store comes back on its own
+// once the fault clears. Failures are logged, the first few and then every
+// 2^k-th.
 #ifndef KVTIER_STORE_ROCKS_BLOCK_STORE_H_
 #define KVTIER_STORE_ROCKS_BLOCK_STORE_H_
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 
 #include "kvtier/store.h"
 #include "store/store_mutation.h"
@@ -63,6 +81,13 @@ class RocksBlockStore final : public BlockStore {
   // for OpenBlockStore() in kvtier/store.h.
   static Status Open(const std::string& dir, const StoreOptions& options,
                      std::unique_ptr<BlockStore>* store);
+  // As Open(), with every file operation of RocksDB going through `fs`
+  // (nullptr: the default file system). The store keeps `fs` for its whole
+  // life, reopens after a failure included. This is the seam for fault-
+  // injection tests (a rocksdb::FileSystemWrapper); no public header names
+  // RocksDB types.
+  static Status Open(const std::string& dir, const StoreOptions& options,
+                     std::shared_ptr<rocksdb::FileSystem> fs, std::unique_ptr<BlockStore>* store);
 
   RocksBlockStore(const RocksBlockStore&) = delete;
   RocksBlockStore& operator=(const RocksBlockStore&) = delete;
@@ -87,6 +112,11 @@ class RocksBlockStore final : public BlockStore {
   Status Compact(CompactResult* result) override;
   std::string Describe() const override;
 
+  // Times the database was closed and reopened after a failure, and whether
+  // it is open now (for tests and diagnostics).
+  uint64_t reopens() const { return reopens_.load(std::memory_order_relaxed); }
+  bool available() const;
+
  private:
   // Counters as readers see them: a copy published after every commit.
   struct PublishedStats {
@@ -100,8 +130,21 @@ class RocksBlockStore final : public BlockStore {
 
   // store_open.cc
   Status OpenDatabase(bool fresh);
-  Status LoadState(bool fresh);
+  Status LoadState(bool fresh);  // REQUIRES: mu_ held
   void CloseDatabase();
+
+  // store_recovery.cc. Readers: takes db_mu_ shared and checks that the
+  // database is open (reopening it first if it is closed and the backoff
+  // has passed); IOError naming the cause if it stays closed.
+  Status AcquireDatabase(std::shared_lock<std::shared_mutex>* lock);
+  // Writers, REQUIRES: mu_ held. Reopens a closed database when the backoff
+  // has passed; IOError while it stays closed.
+  Status EnsureOpenLocked();
+  // Writers, REQUIRES: mu_ held, no iterator of db_ alive. Called with the
+  // error a write returned: reopens the database (see above). Returns `s`.
+  Status AfterWriteFailure(const Status& s);
+  Status ReopenLocked(const std::string& cause);
+  void LogFailure(const std::string& message);
 
   Status CheckWritable() const;
   void Log(const std::string& message) const;
@@ -115,7 +158,12 @@ class RocksBlockStore final : public BlockStore {
   const std::string dir_;
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
-  std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<rocksdb::FileSystem> fs_;  // null: RocksDB's default
+  std::unique_ptr<rocksdb::Env> env_;        // wraps fs_ when set
+  // Held shared by readers while they use db_, exclusively (with mu_) while
+  // the database is closed and reopened. Writers hold mu_ instead.
+  mutable std::shared_mutex db_mu_;
+  std::unique_ptr<rocksdb::DB> db_;  // null while closed after a failure
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // all open families
   StoreFamilies cf_;
 
@@ -131,6 +179,13 @@ class RocksBlockStore final : public BlockStore {
 
   mutable std::mutex stats_mu_;
   PublishedStats published_;  // GUARDED_BY(stats_mu_)
+
+  // Failure state, GUARDED_BY(mu_) (store_recovery.cc).
+  std::string failure_;  // why db_ is closed; "" while it is open
+  std::chrono::steady_clock::time_point next_reopen_{};
+  std::chrono::milliseconds reopen_backoff_{0};
+  std::atomic<uint64_t> reopens_{0};
+  std::atomic<uint64_t> failure_logs_{0};
 };
 
 }  // namespace kvtier

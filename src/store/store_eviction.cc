@@ -161,7 +161,10 @@ Status RocksBlockStore::TrimToBytes(uint64_t max_bytes, TrimResult* result) {
   Status s = CheckWritable();
   if (!s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
-  return EvictToBudget(max_bytes, result);
+  s = EnsureOpenLocked();
+  if (!s.ok()) return s;
+  s = EvictToBudget(max_bytes, result);
+  return s.ok() ? s : AfterWriteFailure(s);
 }
 
 Status RocksBlockStore::TrimOlderThan(int64_t unix_us, TrimResult* result) {
@@ -169,22 +172,26 @@ Status RocksBlockStore::TrimOlderThan(int64_t unix_us, TrimResult* result) {
   Status s = CheckWritable();
   if (!s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
+  s = EnsureOpenLocked();
+  if (!s.ok()) return s;
   std::vector<RecordMeta> old;
   s = SelectRecords(
       db_.get(), cf_, [&](const RecordMeta& m) { return m.last_access_us < unix_us; }, &old);
-  if (!s.ok()) return s;
+  if (!s.ok()) return AfterWriteFailure(s);
   std::unordered_set<Hash128, Hash128Hasher> old_keys;
   for (const RecordMeta& m : old) old_keys.insert(m.key);
-  EraseWalk walk(db_.get(), cf_, &state_, write_options_,
-                 [&](const Hash128& key) { return old_keys.count(key) != 0; });
-  for (const RecordMeta& m : old) {
-    if (!walk.erased(m.key)) s = walk.EraseTree(m);
-    if (!s.ok()) break;
-  }
-  if (s.ok()) s = walk.Commit();
-  *result = walk.committed();
-  Publish();
-  return s;
+  {
+    EraseWalk walk(db_.get(), cf_, &state_, write_options_,
+                   [&](const Hash128& key) { return old_keys.count(key) != 0; });
+    for (const RecordMeta& m : old) {
+      if (!walk.erased(m.key)) s = walk.EraseTree(m);
+      if (!s.ok()) break;
+    }
+    if (s.ok()) s = walk.Commit();
+    *result = walk.committed();
+    Publish();
+  }  // the walk's iterator is gone before a reopen
+  return s.ok() ? s : AfterWriteFailure(s);
 }
 
 Status RocksBlockStore::DropNamespace(const Hash128& fingerprint, TrimResult* result) {
@@ -192,29 +199,33 @@ Status RocksBlockStore::DropNamespace(const Hash128& fingerprint, TrimResult* re
   Status s = CheckWritable();
   if (!s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
+  s = EnsureOpenLocked();
+  if (!s.ok()) return s;
   std::vector<RecordMeta> members;
   s = SelectRecords(
       db_.get(), cf_, [&](const RecordMeta& m) { return m.namespace_fp == fingerprint; },
       &members);
-  if (!s.ok()) return s;
+  if (!s.ok()) return AfterWriteFailure(s);
   if (members.empty() && state_.namespaces.count(fingerprint) == 0) {
     return Status::NotFound("store " + dir_ + " holds no namespace " + fingerprint.ToHex());
   }
   std::unordered_set<Hash128, Hash128Hasher> member_keys;
   for (const RecordMeta& m : members) member_keys.insert(m.key);
-  EraseWalk walk(db_.get(), cf_, &state_, write_options_,
-                 [&](const Hash128& key) { return member_keys.count(key) != 0; });
-  for (const RecordMeta& m : members) {
-    if (!walk.erased(m.key)) s = walk.EraseTree(m);
-    if (!s.ok()) break;
-  }
-  if (s.ok()) {
-    walk.mutation().DropNamespace(fingerprint);
-    s = walk.Commit();
-  }
-  *result = walk.committed();
-  Publish();
-  return s;
+  {
+    EraseWalk walk(db_.get(), cf_, &state_, write_options_,
+                   [&](const Hash128& key) { return member_keys.count(key) != 0; });
+    for (const RecordMeta& m : members) {
+      if (!walk.erased(m.key)) s = walk.EraseTree(m);
+      if (!s.ok()) break;
+    }
+    if (s.ok()) {
+      walk.mutation().DropNamespace(fingerprint);
+      s = walk.Commit();
+    }
+    *result = walk.committed();
+    Publish();
+  }  // the walk's iterator is gone before a reopen
+  return s.ok() ? s : AfterWriteFailure(s);
 }
 
 Status RocksBlockStore::Compact(CompactResult* result) {
@@ -228,10 +239,24 @@ Status RocksBlockStore::Compact(CompactResult* result) {
   // records are freed whole.
   options.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
   options.blob_garbage_collection_age_cutoff = 1.0;
-  for (rocksdb::ColumnFamilyHandle* family : {cf_.records, cf_.meta, cf_.lru, cf_.children,
-                                              cf_.sys}) {
-    rocksdb::Status rs = db_->CompactRange(options, family, nullptr, nullptr);
-    if (!rs.ok()) return FromRocks(rs, "compacting " + dir_);
+  {
+    // Compaction runs beside writers (it can take long), under the reader
+    // lock; a failure reopens the database once the lock is dropped.
+    std::shared_lock<std::shared_mutex> db_lock;
+    s = AcquireDatabase(&db_lock);
+    if (!s.ok()) return s;
+    for (rocksdb::ColumnFamilyHandle* family : {cf_.records, cf_.meta, cf_.lru, cf_.children,
+                                                cf_.sys}) {
+      rocksdb::Status rs = db_->CompactRange(options, family, nullptr, nullptr);
+      if (!rs.ok()) {
+        s = FromRocks(rs, "compacting " + dir_);
+        break;
+      }
+    }
+  }
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return AfterWriteFailure(s);
   }
   result->files_bytes_after = FilesBytes();
   return Status::OK();

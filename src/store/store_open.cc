@@ -221,6 +221,12 @@ RocksBlockStore::~RocksBlockStore() { CloseDatabase(); }
 
 Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options,
                              std::unique_ptr<BlockStore>* store) {
+  return Open(dir, options, nullptr, store);
+}
+
+Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options,
+                             std::shared_ptr<rocksdb::FileSystem> fs,
+                             std::unique_ptr<BlockStore>* store) {
   store->reset();
   if (dir.empty()) return Status::InvalidArgument("store path is empty");
   PathState state = PathState::kMissing;
@@ -240,9 +246,16 @@ Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options
   }
   TuneMallocForLargeReads();
   std::unique_ptr<RocksBlockStore> opened(new RocksBlockStore(dir, options));
+  if (fs != nullptr) {
+    opened->fs_ = std::move(fs);
+    opened->env_ = rocksdb::NewCompositeEnv(opened->fs_);
+  }
   const bool fresh = state != PathState::kDatabase;
   s = opened->OpenDatabase(fresh);
-  if (s.ok()) s = opened->LoadState(fresh);
+  if (s.ok()) {
+    std::lock_guard<std::mutex> lock(opened->mu_);
+    s = opened->LoadState(fresh);
+  }
   if (!s.ok()) return s;  // ~RocksBlockStore closes what was opened
   *store = std::move(opened);
   return Status::OK();
@@ -250,6 +263,7 @@ Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options
 
 Status RocksBlockStore::OpenDatabase(bool fresh) {
   rocksdb::DBOptions db_options = DatabaseOptions(options_);
+  if (env_ != nullptr) db_options.env = env_.get();
   std::vector<std::string> names = OwnFamilies();
   if (!fresh) {
     names.clear();
@@ -313,7 +327,6 @@ Status RocksBlockStore::LoadState(bool fresh) {
     sync.sync = true;
     s = db_->Write(sync, &batch);
     if (!s.ok()) return FromRocks(s, "cannot create store " + dir_);
-    std::lock_guard<std::mutex> lock(mu_);
     Publish();
     return Status::OK();
   }
@@ -363,7 +376,6 @@ Status RocksBlockStore::LoadState(bool fresh) {
     }
     if (!lru->status().ok()) return FromRocks(lru->status(), "cannot read store " + dir_);
   }
-  std::lock_guard<std::mutex> lock(mu_);
   Publish();
   return Status::OK();
 }
