@@ -206,8 +206,8 @@ void PrintTable(const DemoParams& p, const json& a, const json& b) {
       num(b, "tokens_saved") + " / " + num(b, "tokens_total"));
   row("blocks spilled to disk", num(a, "spills"), num(b, "spills"));
   row("blocks promoted from disk", num(a, "promotions"), num(b, "promotions"));
-  row("records on disk at exit", num(a, "disk_records"), num(b, "disk_records"));
-  row("bytes on disk at exit", Mib(a["disk_bytes"].get<double>()), Mib(b["disk_bytes"].get<double>()));
+  row("records on disk before close", num(a, "disk_records"), num(b, "disk_records"));
+  row("bytes on disk before close", Mib(a["disk_bytes"].get<double>()), Mib(b["disk_bytes"].get<double>()));
   auto ratio = [](const json& r) {
     const double stored = r["bytes_written_stored"].get<double>();
     char buf[32];
