@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "rng.h"
 
@@ -113,6 +114,22 @@ double ProcessCpuSeconds() {
   getrusage(RUSAGE_SELF, &ru);
   auto sec = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec * 1e-6; };
   return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+uint64_t ProcessMinorFaults() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_minflt);
+}
+
+double WaitForIdle(double max_seconds) {
+  Stopwatch w;
+  while (w.Seconds() < max_seconds) {
+    const double c0 = ProcessCpuSeconds();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (ProcessCpuSeconds() - c0 < 0.01) break;
+  }
+  return w.Seconds();
 }
 
 void CheckOk(const Status& s, const std::string& what) {

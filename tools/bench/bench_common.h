@@ -92,6 +92,14 @@ uint64_t CapUnspilledBlocks(const BlockLayout& layout, uint64_t blocks);
 // beside a wall-clock figure it tells work from waiting on a busy machine.
 double ProcessCpuSeconds();
 
+// Minor page faults of this process so far (fresh memory touched).
+uint64_t ProcessMinorFaults();
+
+// Waits until this process is idle (under 5% of one core over 200 ms, so
+// RocksDB's background flushes and compactions are done), at most
+// `max_seconds`. Returns the seconds waited.
+double WaitForIdle(double max_seconds);
+
 // Bytes per second as MB/s (10^6).
 inline double MBps(double bytes, double seconds) {
   return seconds > 0 ? bytes / seconds / 1e6 : 0;

@@ -20,6 +20,7 @@ constexpr size_t kBlocksPerPrompt = 16;
 struct SpillRun {
   double seconds = 0;
   double cpu_seconds = 0;  // all threads, RocksDB's included
+  uint64_t faults = 0;     // minor page faults
   CacheStats stats;
 };
 
@@ -39,6 +40,7 @@ SpillRun Spill(const BenchContext& ctx, const BlockLayout& layout, const Payload
   std::vector<std::span<const std::byte>> payloads(kBlocksPerPrompt);
   SpillRun run;
   const double cpu0 = ProcessCpuSeconds();
+  const uint64_t faults0 = ProcessMinorFaults();
   Stopwatch w;
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (size_t j = 0; j < kBlocksPerPrompt; ++j) payloads[j] = pool.Get(p * kBlocksPerPrompt + j);
@@ -47,6 +49,7 @@ SpillRun Spill(const BenchContext& ctx, const BlockLayout& layout, const Payload
   CheckOk(cache->Flush(), "flush after spill");
   run.seconds = w.Seconds();
   run.cpu_seconds = ProcessCpuSeconds() - cpu0;
+  run.faults = ProcessMinorFaults() - faults0;
   run.stats = cache->Stats();
   CheckOk(cache->Close(), "close after spill");
   return run;
@@ -125,6 +128,7 @@ ScenarioResult RunSpillScenario(const BenchContext& ctx) {
                  {"spills_2_workers", two.stats.spills},
                  {"cpu_ms_per_raw_mb_1_worker", one.cpu_seconds * 1e3 / (raw / 1e6)},
                  {"cpu_ms_per_raw_mb_2_workers", two.cpu_seconds * 1e3 / (raw / 1e6)},
+                 {"page_faults_per_block_1_worker", double(one.faults) / blocks},
                  {"compression_ratio", one.stats.compression_ratio()},
                  {"store_errors", one.stats.store_errors + two.stats.store_errors}};
   r.baselines() = {{"codec_alone_mb_per_s", codec_mb_s},
