@@ -35,7 +35,7 @@ ScenarioResult RunPromoteScenario(const BenchContext& ctx) {
   const int rounds = ctx.quick ? 1 : 3;
   // One set of prompts per round plus one unmeasured warm-up set: each
   // round's lookups miss memory and read the store, in one open cache.
-  const size_t set_prompts = ctx.Size(32, 2);
+  const size_t set_prompts = ctx.Size(64, 2);
   const size_t sets = rounds + 1;
   const size_t prompts_n = set_prompts * sets;
   const size_t set_blocks = set_prompts * kBlocksPerPrompt;

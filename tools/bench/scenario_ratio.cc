@@ -110,7 +110,7 @@ nlohmann::json ToJson(const CodecFigures& f) {
 ScenarioResult RunRatioScenario(const BenchContext& ctx) {
   ScenarioResult r("ratio");
   const size_t blocks = ctx.Size(32, 4);
-  const int rounds = ctx.quick ? 1 : 3;
+  const int rounds = ctx.quick ? 1 : 5;
   std::string generator;
   for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
     const BlockLayout layout = MakeLayout(4, 8, 128, dt);

@@ -60,7 +60,7 @@ SpillRun Spill(const BenchContext& ctx, const BlockLayout& layout, const Payload
 ScenarioResult RunSpillScenario(const BenchContext& ctx) {
   ScenarioResult r("spill");
   const BlockLayout layout = MakeLayout(4, 8, 128, DType::kBF16);  // 256 KiB blocks
-  const size_t prompts_n = ctx.Size(192, 4);
+  const size_t prompts_n = ctx.Size(384, 4);
   const size_t blocks = prompts_n * kBlocksPerPrompt;
   const size_t bb = layout.block_bytes();
   const double raw = static_cast<double>(blocks) * bb;

@@ -117,8 +117,8 @@ ScenarioResult RunStoresScenario(const BenchContext& ctx) {
     double target;
   };
   const Size sizes[] = {
-      {"64KiB", MakeLayout(1, 8, 128, DType::kBF16), ctx.Size(512, 2), 1.5},
-      {"2MiB", MakeLayout(32, 8, 128, DType::kBF16), ctx.Size(16, 1), 1.0},
+      {"64KiB", MakeLayout(1, 8, 128, DType::kBF16), ctx.Size(1024, 2), 1.5},
+      {"2MiB", MakeLayout(32, 8, 128, DType::kBF16), ctx.Size(32, 1), 1.0},
   };
   std::string generator;
   for (const Size& s : sizes) {
