@@ -127,7 +127,9 @@ Status RocksBlockStore::Put(std::span<const std::string_view> records) {
   std::vector<uint8_t> found;
   s = LoadMetas(db_.get(), cf_, keys, &stored, &found);
   if (!s.ok()) return AfterWriteFailure(s);
-  StoreMutation mutation(db_.get(), cf_, &state_);
+  size_t reserve = 0;
+  for (size_t i = 0; i < n; ++i) reserve += records[i].size() + 256;  // + metadata and indexes
+  StoreMutation mutation(db_.get(), cf_, &state_, reserve);
   const uint64_t seq = mutation.TakeSeq();
   const int64_t now = NowMicros();
   std::unordered_set<Hash128, Hash128Hasher> seen;

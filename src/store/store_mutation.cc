@@ -66,8 +66,9 @@ Status LoadMeta(rocksdb::DB* db, const StoreFamilies& cf, const Hash128& key, Re
   return Status::OK();
 }
 
-StoreMutation::StoreMutation(rocksdb::DB* db, const StoreFamilies& cf, WriterState* state)
-    : db_(db), cf_(cf), state_(state), pending_(state->counters) {}
+StoreMutation::StoreMutation(rocksdb::DB* db, const StoreFamilies& cf, WriterState* state,
+                             size_t reserve_bytes)
+    : db_(db), cf_(cf), state_(state), batch_(reserve_bytes), pending_(state->counters) {}
 
 uint64_t StoreMutation::TakeSeq() {
   counters_changed_ = true;

@@ -54,7 +54,10 @@ Status LoadMeta(rocksdb::DB* db, const StoreFamilies& cf, const Hash128& key, Re
 class StoreMutation {
  public:
   // REQUIRES: db, cf and state outlive the mutation.
-  StoreMutation(rocksdb::DB* db, const StoreFamilies& cf, WriterState* state);
+  // `reserve_bytes` sizes the batch up front: records are large, and a
+  // batch that regrows re-copies them into fresh memory.
+  StoreMutation(rocksdb::DB* db, const StoreFamilies& cf, WriterState* state,
+                size_t reserve_bytes = 0);
 
   StoreMutation(const StoreMutation&) = delete;
   StoreMutation& operator=(const StoreMutation&) = delete;
