@@ -210,3 +210,22 @@ TEST_CASE("kvtier-tracegen writes the same trace for the same seed, in the plain
   }
   CHECK(requests == 25);
 }
+
+TEST_CASE("kvtier-bench refuses bad arguments with exit code 2 and names them", "[bench]") {
+  kvtier::test::TempDir dir;
+  struct Case {
+    const char* args;
+    const char* message;
+  };
+  const Case c = GENERATE(Case{"nosuch", "nosuch"},
+                          Case{"replay --trace t --memory-blocks 3 --memory-bytes 5",
+                               "--memory-blocks excludes --memory-bytes"},
+                          Case{"spill --trace t", "belong to the replay scenario"},
+                          Case{"replay --trace t --layout 2,2", "LAYERS,KV_HEADS,HEAD_DIM"});
+  Run r = Shell(ToolPath("kvtier-bench") + " " + c.args, dir.sub("err"));
+  const std::string err = Slurp(dir.sub("err"));
+  INFO("args: " << c.args << "\nstderr: " << err);
+  CHECK(r.exit_code == 2);
+  CHECK(err.find(c.message) != std::string::npos);
+  CHECK(r.out.empty());
+}

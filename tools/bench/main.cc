@@ -113,7 +113,12 @@ int main(int argc, char** argv) {
                                 "replay: LAYERS,KV_HEADS,HEAD_DIM (default 1,8,128)");
   auto* dtype = app.add_option("--dtype", replay.dtype, "replay: f32, f16 or bf16 (default bf16)")
                     ->check(CLI::IsMember({"f32", "f16", "bf16"}));
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and returns 0; every bad argument exits 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   const bool replay_options = trace->count() + mblocks->count() + mbytes->count() +
                                   store->count() + bs->count() + layout->count() +

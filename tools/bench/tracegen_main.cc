@@ -40,7 +40,12 @@ int main(int argc, char** argv) {
   app.add_option("--docs-max", o.docs_max, "Most documents per RAG request");
   app.add_option("--question-min", o.question_min, "Shortest RAG question (tokens)");
   app.add_option("--question-max", o.question_max, "Longest RAG question (tokens)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help prints and returns 0; every bad argument exits 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   if (kind == "chat") o.rag_fraction = 0;
   if (kind == "rag") o.rag_fraction = 1;
