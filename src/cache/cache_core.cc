@@ -188,8 +188,11 @@ size_t CacheCore::PromoteRun(std::span<const Hash128> hashes, size_t from,
     is_queued[k] = spill_->Find(hashes[from + k], &queued[k]);
     if (!is_queued[k]) to_read.push_back(hashes[from + k]);
   }
-  std::vector<std::string> values;
-  std::vector<Status> statuses;
+  // Per-thread read buffers: the store reads into the caller's strings, so
+  // reusing them spares an allocation (and, for large records, fresh pages)
+  // per promoted block.
+  thread_local std::vector<std::string> values;
+  thread_local std::vector<Status> statuses;
   if (!to_read.empty()) store_->MultiGet(to_read, &values, &statuses);
 
   std::vector<Hash128> from_disk;
