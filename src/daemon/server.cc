@@ -31,7 +31,10 @@ constexpr char kNoteFile[] = "KVTIERD";
 
 std::string Join(const std::vector<uint32_t>& v) {
   std::string out;
-  for (uint32_t x : v) out += (out.empty() ? "" : ",") + std::to_string(x);
+  for (uint32_t x : v) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(x);
+  }
   return out.empty() ? "none" : out;
 }
 
@@ -268,6 +271,7 @@ void Daemon::Server::AcceptLoop() {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));  // EMFILE and friends
       continue;
     }
+    daemon::EnlargeSendBuffer(fd);
     ucred peer{};
     socklen_t len = sizeof(peer);
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {

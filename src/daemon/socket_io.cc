@@ -143,10 +143,12 @@ IoResult WriteFrame(int fd, const FrameHeader& header, std::string_view body,
   return WriteFrame(fd, header, std::span<const iovec>(&piece, body.empty() ? 0 : 1), deadline);
 }
 
-bool PrepareSocket(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return false;
-  return ::fcntl(fd, F_SETFD, FD_CLOEXEC) == 0;
+void EnlargeSendBuffer(int fd) {
+  // A Unix stream socket queues at most its sender's SO_SNDBUF (208 KiB by
+  // default): a multi-MB record batch would cross in a hundred wake-ups.
+  // The kernel caps the request at net.core.wmem_max; best effort.
+  const int bytes = kSocketSendBufferBytes;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
 }
 
 Status ConnectUnix(const std::string& path, const Deadline& deadline, int* out, int* error) {
@@ -160,6 +162,7 @@ Status ConnectUnix(const std::string& path, const Deadline& deadline, int* out, 
   std::memcpy(addr.sun_path, path.data(), path.size());
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::IOError(std::string("cannot create a socket: ") + std::strerror(errno));
+  EnlargeSendBuffer(fd);
   for (;;) {
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) break;
     const int e = errno;

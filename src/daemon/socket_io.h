@@ -68,8 +68,9 @@ IoResult WriteFrame(int fd, const FrameHeader& header, std::span<const iovec> io
 IoResult WriteFrame(int fd, const FrameHeader& header, std::string_view body,
                     const Deadline& deadline);
 
-// Makes `fd` non-blocking and close-on-exec. False on error (errno set).
-bool PrepareSocket(int fd);
+inline constexpr int kSocketSendBufferBytes = 4 << 20;
+// Asks for a kSocketSendBufferBytes send buffer (capped by the kernel).
+void EnlargeSendBuffer(int fd);
 
 // Connects a new non-blocking socket to `path` within the deadline.
 // Unavailable naming the cause (no such socket, refused, timed out);
