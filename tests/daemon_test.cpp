@@ -841,6 +841,81 @@ TEST_CASE("records larger than a frame's room travel in several frames") {
   CHECK(st.message().find("frame limit") != std::string::npos);
 }
 
+// Runs `kvtier args...` (the CLI built beside kvtierd); stdout and stderr
+// go to files in `tmp`.
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+CliRun Kvtier(const TempDir& tmp, const std::vector<std::string>& args) {
+  static int n = 0;
+  const std::string out = tmp.sub("cli" + std::to_string(n) + ".out"), err = tmp.sub("cli" + std::to_string(n++) + ".err");
+  std::vector<std::string> argv_s = {
+      (std::filesystem::path(KvtierdBinary()).parent_path() / ".." / "cli" / "kvtier").lexically_normal().string()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  const pid_t pid = Spawn([&] {
+    const int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(o, 1);
+    dup2(e, 2);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    return 98;
+  });
+  CliRun r;
+  r.code = Join(pid);
+  r.out = Slurp(out);
+  r.err = Slurp(err);
+  return r;
+}
+
+TEST_CASE("the kvtier CLI reads a daemon's counters and writes a store it holds through it") {
+  Setup s;
+  Kvtierd d(s.store, s.socket);
+  d.StartServing(s.log);
+  const BlockLayout layout = test::SmallLayout();
+  {
+    setenv("KVTIER_CLIENT_NAME", "gpu0", 1);
+    std::unique_ptr<Cache> cache;
+    REQUIRE(OpenShared(s.socket, layout, &cache).ok());
+    unsetenv("KVTIER_CLIENT_NAME");
+    REQUIRE(InsertPrompt(cache.get(), test::Tokens(3 * layout.block_size, 4), Payloads(layout, 3, 4)).ok());
+    REQUIRE(cache->Close().ok());
+  }
+  CliRun json = Kvtier(s.tmp, {"stats", "--socket", s.socket, "--json"});
+  INFO(json.err);
+  REQUIRE(json.code == 0);
+  CHECK(json.out.find("\"put_records\": 3") != std::string::npos);
+  CHECK(json.out.find("\"name\": \"gpu0\"") != std::string::npos);
+  CliRun text = Kvtier(s.tmp, {"stats", "--socket", s.socket});
+  REQUIRE(text.code == 0);
+  CHECK(text.out.find("3 records") != std::string::npos);
+  CHECK(text.out.find("gpu0") != std::string::npos);
+  CliRun prom = Kvtier(s.tmp, {"stats", "--socket", s.socket, "--prometheus"});
+  REQUIRE(prom.code == 0);
+  CHECK(prom.out.find("kvtierd_up 1\n") != std::string::npos);
+  CHECK(prom.out.find("kvtierd_client_put_records_total{client=\"gpu0\"} 3\n") != std::string::npos);
+
+  // Read commands open the directory read-only; a write command goes
+  // through the daemon that holds it.
+  CliRun ls = Kvtier(s.tmp, {"ls", s.store, "--json"});
+  REQUIRE(ls.code == 0);
+  CHECK(ls.out.find("\"total\": 3") != std::string::npos);
+  CliRun trim = Kvtier(s.tmp, {"trim", s.store, "--max-bytes", "0"});
+  INFO(trim.out << trim.err);
+  CHECK(trim.code == 0);
+  CHECK(trim.err.find("held by kvtierd") != std::string::npos);
+  CHECK(trim.err.find("runs through its socket " + s.socket) != std::string::npos);
+  DaemonStats stats;
+  REQUIRE(QueryDaemonStats(s.socket, 5000, &stats).ok());
+  CHECK(stats.store_stats.records == 0);
+
+  CliRun down = Kvtier(s.tmp, {"stats", "--socket", s.tmp.sub("nothing.sock")});
+  CHECK(down.code == 2);
+  CHECK(down.err.rfind("kvtier: cannot read kvtierd's counters: ", 0) == 0);
+}
+
 TEST_CASE("a daemon store that is not reachable fails fast at open, naming the socket") {
   TempDir tmp;
   const std::string socket = tmp.sub("nobody-home.sock");

@@ -74,6 +74,15 @@ enum class Access {
 Status OpenStore(const std::string& dir, Access access, std::string_view command,
                  const CommonFlags& flags, std::unique_ptr<BlockStore>* store);
 
+// `kvtier stats --socket PATH`: kvtierd's counters as text, JSON or
+// Prometheus text (daemon_commands.cc).
+int RunDaemonStats(const std::string& socket, bool prometheus, const CommonFlags& flags);
+
+// The kvtierd that says (in DIR/KVTIERD) it holds the store in `dir`: its
+// socket and pid. False if there is no such note (it may be stale: the
+// caller connects to find out).
+bool FindHoldingDaemon(const std::string& dir, std::string* socket, int* pid);
+
 // The metadata of every record, in the store's iteration order.
 Status LoadRecords(BlockStore* store, std::vector<RecordMeta>* records);
 

@@ -13,6 +13,8 @@ namespace {
 
 struct StatsArgs {
   std::string dir;
+  std::string socket;  // a running kvtierd instead of a directory
+  bool prometheus = false;
 };
 
 struct LsArgs {
@@ -222,9 +224,20 @@ void RegisterInspectCommands(CLI::App* app, CommonFlags* flags, CommandRun* run)
   auto stats = std::make_shared<StatsArgs>();
   CLI::App* cmd = app->add_subcommand(
       "stats", "Format, namespaces, sizes, budget, record-size histogram and access times");
-  cmd->add_option("DIR", stats->dir, "Store directory")->required();
+  cmd->add_option("DIR", stats->dir, "Store directory (or --socket)");
+  auto* socket = cmd->add_option("--socket", stats->socket,
+                                 "A running kvtierd's counters instead (per client and total)");
+  cmd->add_flag("--prometheus", stats->prometheus, "With --socket: Prometheus text format")->needs(socket);
   AddCommonFlags(cmd, flags);
-  cmd->callback([=] { *run = [=] { return RunStats(*stats, *flags); }; });
+  cmd->callback([=] {
+    *run = [=] {
+      if (!stats->socket.empty() && !stats->dir.empty())
+        return Fail("give a store directory or --socket, not both");
+      if (!stats->socket.empty()) return RunDaemonStats(stats->socket, stats->prometheus, *flags);
+      if (stats->dir.empty()) return Fail("stats needs a store directory (or --socket PATH of a kvtierd)");
+      return RunStats(*stats, *flags);
+    };
+  });
 
   auto ls = std::make_shared<LsArgs>();
   cmd = app->add_subcommand("ls", "List records: key, depth, tokens covered, sizes, codec, last access");

@@ -53,7 +53,25 @@ Status OpenStore(const std::string& dir, Access access, std::string_view command
   };
   Status s = OpenBlockStore(dir, options, store);
   if (s.ok()) return s;
-  if (s.IsBusy()) return Status::Busy(HeldMessage(dir, command));
+  if (s.IsBusy()) {
+    // Held by kvtierd: the command runs through the daemon instead.
+    std::string socket;
+    int pid = 0;
+    if (FindHoldingDaemon(dir, &socket, &pid)) {
+      StoreOptions through;
+      through.log = options.log;
+      Status d = OpenBlockStore("unix:" + socket, through, store);
+      if (d.ok()) {
+        std::fprintf(stderr, "kvtier: store %s is held by kvtierd (pid %d); `kvtier %.*s` runs through its socket %s\n",
+                     dir.c_str(), pid, static_cast<int>(command.size()), command.data(), socket.c_str());
+        return d;
+      }
+      if (!d.IsUnavailable())
+        return Status::Busy("store " + dir + " is held by kvtierd (pid " + std::to_string(pid) + ", socket " +
+                            socket + "), which refused `kvtier " + std::string(command) + "`: " + d.message());
+    }
+    return Status::Busy(HeldMessage(dir, command));
+  }
   // The store's other messages name the directory and the cause already.
   return s;
 }
