@@ -106,7 +106,7 @@ TEST_CASE("every kvtier-bench scenario runs with --quick and prints one JSON obj
           "[bench]") {
   const std::string scenario =
       GENERATE(as<std::string>{}, "lookup", "spill", "promote", "ratio", "restart", "replay",
-               "stores");
+               "stores", "shared");
   kvtier::test::TempDir dir;
   const std::string err = dir.sub("stderr.txt");
   Run r = Shell(ToolPath("kvtier-bench") + " " + scenario + " --quick --json --dir " +

@@ -1,9 +1,9 @@
 // kvtier-bench: the benchmark harness of BENCHMARKS.md.
 //
-//   kvtier-bench [all|lookup|spill|promote|ratio|restart|replay|stores]
+//   kvtier-bench [all|lookup|spill|promote|ratio|restart|replay|stores|shared]
 //                [--quick] [--scale X] [--json] [--dir DIR] [--keep]
 //   kvtier-bench replay --trace FILE [--memory-blocks N | --memory-bytes B]
-//                [--store DIR] [--block-size 16] [--layout L,H,D]
+//                [--store DIR|unix:SOCKET] [--block-size 16] [--layout L,H,D]
 //                [--dtype f32|f16|bf16] [--json]
 //
 // Results go to stdout (a human report, or one JSON object per scenario per
@@ -74,16 +74,20 @@ const std::map<std::string, std::function<ScenarioResult(const BenchContext&)>>&
       {"restart", kvtier::bench::RunRestartScenario},
       {"replay", kvtier::bench::RunReplayScenario},
       {"stores", kvtier::bench::RunStoresScenario},
+      {"shared", kvtier::bench::RunSharedScenario},
   };
   return m;
 }
 
 // The order of `all`: cheap and independent first.
-const char* const kAllOrder[] = {"ratio", "lookup", "spill", "promote", "stores", "restart", "replay"};
+const char* const kAllOrder[] = {"ratio",  "lookup",  "spill",  "promote",
+                                 "stores", "restart", "replay", "shared"};
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The client processes of the shared scenario (this binary, run again).
+  if (argc > 1 && std::string(argv[1]) == "__shared-client") return kvtier::bench::RunSharedClient(argc, argv);
   std::string scenario = "all";
   BenchContext ctx;
   bool json = false, keep = false;
@@ -91,9 +95,10 @@ int main(int argc, char** argv) {
   kvtier::bench::ReplayCommand replay;
 
   CLI::App app{"kvtier-bench: kvtier's benchmarks, each against baselines measured in the same run"};
-  app.add_option("scenario", scenario, "all, lookup, spill, promote, ratio, restart, replay, stores")
+  app.add_option("scenario", scenario,
+                 "all, lookup, spill, promote, ratio, restart, replay, stores, shared")
       ->check(CLI::IsMember({"all", "lookup", "spill", "promote", "ratio", "restart", "replay",
-                             "stores"}));
+                             "stores", "shared"}));
   app.add_flag("--quick", ctx.quick, "Tiny sizes: each scenario takes a couple of seconds");
   app.add_option("--scale", ctx.scale, "Multiply data sizes by X (default 1)")
       ->check(CLI::PositiveNumber);
@@ -107,7 +112,8 @@ int main(int argc, char** argv) {
                                 "replay: memory budget in payload bytes");
   mblocks->excludes(mbytes);
   auto* store = app.add_option("--store", replay.store,
-                               "replay: store directory, used and kept (default: memory-only)");
+                               "replay: store directory (used and kept), or unix:SOCKET of a running "
+                               "kvtierd (default: memory-only)");
   auto* bs = app.add_option("--block-size", replay.block_size, "replay: tokens per block");
   auto* layout = app.add_option("--layout", replay.layout,
                                 "replay: LAYERS,KV_HEADS,HEAD_DIM (default 1,8,128)");

@@ -18,6 +18,11 @@ ScenarioResult RunRatioScenario(const BenchContext& ctx);
 ScenarioResult RunRestartScenario(const BenchContext& ctx);
 ScenarioResult RunReplayScenario(const BenchContext& ctx);
 ScenarioResult RunStoresScenario(const BenchContext& ctx);
+// `shared`: N client processes through kvtierd vs the same lookups on an
+// embedded store in one process (scenario_shared.cc).
+ScenarioResult RunSharedScenario(const BenchContext& ctx);
+// `kvtier-bench __shared-client ...`: one client process of that scenario.
+int RunSharedClient(int argc, char** argv);
 
 // `kvtier-bench replay --trace FILE ...`: the stable interface scripts use.
 struct ReplayCommand {
