@@ -314,7 +314,11 @@ Status CacheCore::FlushLocked() {
   spill_->Enqueue(ToJobs(std::move(resident)));
   spill_->Drain();
   Status s = store_->Flush();
-  if (!s.ok()) return s.WithContext("flush");
+  if (!s.ok()) {
+    counters_.store_errors.fetch_add(1, std::memory_order_relaxed);
+    LogSometimes(spill_error_logs_, s.WithContext("flush: syncing the store").ToString());
+    return s.WithContext("flush");
+  }
   const uint64_t errors = counters_.store_errors.load() - errors_before;
   if (errors > 0)
     return Status::IOError("flush: " + std::to_string(errors) +

@@ -53,9 +53,10 @@ void SpillQueue::Enqueue(std::vector<SpillJob> jobs) {
       if (pending_.count(job.hash) != 0) continue;
       const uint64_t size = job.buffer.payload_bytes();
       while (!stopping_ && !HasRoomLocked(size)) {
-        if (consecutive_failures_ > 0 && !order_.empty()) {
-          // The store is failing: waiting would stall eviction (and every
-          // insert) for as long as the outage lasts. Drop the oldest.
+        if (consecutive_failures_ >= kMaxStoreFailures && !order_.empty()) {
+          // An outage (not a passing fault, which back-pressure rides out):
+          // waiting would stall eviction, and every insert, for as long as
+          // it lasts. Drop the oldest instead.
           ForgetLocked(order_.front());
           order_.pop_front();
           ++dropped;

@@ -15,8 +15,9 @@
 // to 250 ms while the store keeps failing); recency refreshes are skipped
 // meanwhile. A block is given up -- counted in `dropped` and logged, never
 // silently -- once the store has failed kMaxStoreFailures writes since the
-// block was queued; and while the store is failing, a producer that finds
-// the queue full drops the oldest queued blocks instead of waiting. So a
+// block was queued; and once that many writes failed in a row (an outage),
+// a producer that finds the queue full drops the oldest queued blocks
+// instead of waiting. So a
 // brief fault loses nothing, and an outage (a full disk, a dead device)
 // neither blocks eviction for long nor grows the queue past max_bytes. A
 // given-up block that is still resident in memory is queued again by a

@@ -68,7 +68,6 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
-#include <rocksdb/file_system.h>
 
 #include "kvtier/store.h"
 #include "store/store_mutation.h"
@@ -81,13 +80,13 @@ class RocksBlockStore final : public BlockStore {
   // for OpenBlockStore() in kvtier/store.h.
   static Status Open(const std::string& dir, const StoreOptions& options,
                      std::unique_ptr<BlockStore>* store);
-  // As Open(), with every file operation of RocksDB going through `fs`
-  // (nullptr: the default file system). The store keeps `fs` for its whole
-  // life, reopens after a failure included. This is the seam for fault-
-  // injection tests (a rocksdb::FileSystemWrapper); no public header names
-  // RocksDB types.
+  // As Open(), with RocksDB's file system and clock taken from `env`
+  // (nullptr: RocksDB's default Env), e.g. rocksdb::NewCompositeEnv() of a
+  // rocksdb::FileSystemWrapper. The store keeps `env` for its whole life,
+  // reopens after a failure included. This is the seam for fault-injection
+  // tests; no public header names RocksDB types.
   static Status Open(const std::string& dir, const StoreOptions& options,
-                     std::shared_ptr<rocksdb::FileSystem> fs, std::unique_ptr<BlockStore>* store);
+                     std::shared_ptr<rocksdb::Env> env, std::unique_ptr<BlockStore>* store);
 
   RocksBlockStore(const RocksBlockStore&) = delete;
   RocksBlockStore& operator=(const RocksBlockStore&) = delete;
@@ -158,8 +157,7 @@ class RocksBlockStore final : public BlockStore {
   const std::string dir_;
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
-  std::shared_ptr<rocksdb::FileSystem> fs_;  // null: RocksDB's default
-  std::unique_ptr<rocksdb::Env> env_;        // wraps fs_ when set
+  std::shared_ptr<rocksdb::Env> env_;  // null: RocksDB's default
   // Held shared by readers while they use db_, exclusively (with mu_) while
   // the database is closed and reopened. Writers hold mu_ instead.
   mutable std::shared_mutex db_mu_;
@@ -182,6 +180,10 @@ class RocksBlockStore final : public BlockStore {
 
   // Failure state, GUARDED_BY(mu_) (store_recovery.cc).
   std::string failure_;  // why db_ is closed; "" while it is open
+  // A write failed since the database was opened: its WAL writer may hold
+  // an error, and RocksDB 7.8 (Debian's build keeps assertions) aborts the
+  // process if such a WAL is synced. Close skips the sync then.
+  bool write_failed_ = false;
   std::chrono::steady_clock::time_point next_reopen_{};
   std::chrono::milliseconds reopen_backoff_{0};
   std::atomic<uint64_t> reopens_{0};

@@ -89,6 +89,19 @@ uint64_t RecordMemtableBytes(const StoreOptions& options) {
 rocksdb::DBOptions DatabaseOptions(const StoreOptions& options) {
   rocksdb::DBOptions o;
   o.max_background_jobs = 2;
+  // RocksDB opens every table file at DB::Open with up to this many threads
+  // per column family (default 16: 80 short-lived threads for our 5
+  // families). Our tables are few (records live in blob files, opened
+  // lazily), so 2 suffice; measured in the fault-injection sweep, whose
+  // hundreds of opens spent most of their time creating and tearing down
+  // those threads.
+  o.max_file_opening_threads = 2;
+  // Recovery from failures is ours: a failed write reopens the database
+  // (store_recovery.cc). RocksDB's own resume loop for retryable I/O errors
+  // is off: with it on, a Close() after a retryable WAL append error waited
+  // forever for a recovery that never ran (RocksDB 7.8.3, seen in
+  // tests/fault_injection_test.cpp), which would hang the cache's Close.
+  o.max_bgerror_resume_count = 0;
   // Records, metadata and indexes share the WAL; the small families fill
   // their memtables slowly and would pin old WAL files (full of record
   // bytes). This bound makes RocksDB flush them so the WAL stays small.
@@ -225,7 +238,7 @@ Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options
 }
 
 Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options,
-                             std::shared_ptr<rocksdb::FileSystem> fs,
+                             std::shared_ptr<rocksdb::Env> env,
                              std::unique_ptr<BlockStore>* store) {
   store->reset();
   if (dir.empty()) return Status::InvalidArgument("store path is empty");
@@ -246,10 +259,7 @@ Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options
   }
   TuneMallocForLargeReads();
   std::unique_ptr<RocksBlockStore> opened(new RocksBlockStore(dir, options));
-  if (fs != nullptr) {
-    opened->fs_ = std::move(fs);
-    opened->env_ = rocksdb::NewCompositeEnv(opened->fs_);
-  }
+  opened->env_ = std::move(env);
   const bool fresh = state != PathState::kDatabase;
   s = opened->OpenDatabase(fresh);
   if (s.ok()) {
@@ -382,7 +392,7 @@ Status RocksBlockStore::LoadState(bool fresh) {
 
 void RocksBlockStore::CloseDatabase() {
   if (db_ == nullptr) return;
-  if (!options_.read_only) {
+  if (!options_.read_only && !write_failed_) {
     rocksdb::Status s = db_->FlushWAL(/*sync=*/true);
     if (!s.ok()) Log("syncing the WAL of " + dir_ + " at close failed: " + s.ToString());
   }

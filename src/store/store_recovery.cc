@@ -63,6 +63,7 @@ Status RocksBlockStore::AfterWriteFailure(const Status& s) {
   // Our own refusals (Full, InvalidArgument, NotSupported) leave RocksDB
   // untouched; I/O errors and damage reported by RocksDB may have stopped it.
   if (options_.read_only || !(s.IsIOError() || s.IsCorruption()) || db_ == nullptr) return s;
+  write_failed_ = true;
   LogFailure("store " + dir_ + ": a write failed (" + s.ToString() +
              "); reopening the database to recover");
   Status r = ReopenLocked(s.ToString());
@@ -89,6 +90,7 @@ Status RocksBlockStore::ReopenLocked(const std::string& cause) {
     return Status::IOError("store " + dir_ + " is closed after a failure (" + cause +
                            "); reopening failed: " + s.message());
   }
+  write_failed_ = false;
   reopens_.fetch_add(1, std::memory_order_relaxed);
   if (!failure_.empty() || reopen_backoff_.count() != 0) {
     Log("store " + dir_ + " reopened after a failure; it holds " +
