@@ -188,6 +188,35 @@ Status OpenError(const std::string& dir, const rocksdb::Status& s) {
 // What is at `dir` before RocksDB sees it.
 enum class PathState { kMissing, kEmptyDirectory, kDatabase };
 
+// Written before a store is created and removed once its format key is
+// durable: a creation killed in between (seen in tests/crash_test.cpp)
+// leaves RocksDB's half-made files, or a database without all our column
+// families, and this marker says they are ours to finish.
+constexpr char kCreatingMarker[] = "KVTIER-CREATING";
+
+bool HasCreatingMarker(const std::string& dir) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::path(dir) / kCreatingMarker, ec);
+}
+
+Status WriteCreatingMarker(const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / kCreatingMarker).string();
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) return Status::IOError("cannot create " + path + ": " + std::strerror(errno));
+  const bool ok = std::fputs("a kvtier store is being created here\n", f) >= 0;
+  if (std::fclose(f) != 0 || !ok) return Status::IOError("cannot write " + path);
+  return Status::OK();
+}
+
+// What RocksDB leaves in a directory when its creation of a database fails
+// or is killed early. Without our marker only the first few count (what a
+// failed open leaves); with it, also the files written before CURRENT.
+bool IsCreationLeftover(const std::string& name, bool marked) {
+  if (name == "LOCK" || name == "LOG" || name == "IDENTITY" || name.starts_with("LOG.old.")) return true;
+  return marked && (name == kCreatingMarker || name.ends_with(".dbtmp") ||
+                    name.starts_with("MANIFEST-") || name.starts_with("OPTIONS-"));
+}
+
 Status InspectPath(const std::string& dir, PathState* state) {
   struct stat st;
   if (stat(dir.c_str(), &st) != 0) {
@@ -211,9 +240,10 @@ Status InspectPath(const std::string& dir, PathState* state) {
   // Nothing, or only what a RocksDB creation that failed early leaves
   // behind: the directory counts as empty. Anything else is somebody
   // else's data.
+  const bool marked = HasCreatingMarker(dir);
   for (; it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name != "LOCK" && name != "LOG" && name != "IDENTITY" && !name.starts_with("LOG.old.")) {
+    if (!IsCreationLeftover(name, marked)) {
       return Status::InvalidArgument(dir + " is not a kvtier store (it holds '" + name +
                                      "' and no RocksDB database)");
     }
@@ -261,12 +291,21 @@ Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options
   std::unique_ptr<RocksBlockStore> opened(new RocksBlockStore(dir, options));
   opened->env_ = std::move(env);
   const bool fresh = state != PathState::kDatabase;
+  if (fresh && !options.read_only) {
+    s = WriteCreatingMarker(dir);
+    if (!s.ok()) return s;
+  }
   s = opened->OpenDatabase(fresh);
   if (s.ok()) {
     std::lock_guard<std::mutex> lock(opened->mu_);
     s = opened->LoadState(fresh);
   }
   if (!s.ok()) return s;  // ~RocksBlockStore closes what was opened
+  if (!options.read_only && HasCreatingMarker(dir)) {
+    // The format key is written (synced): the creation is complete.
+    std::error_code ec;
+    std::filesystem::remove(std::filesystem::path(dir) / kCreatingMarker, ec);
+  }
   *store = std::move(opened);
   return Status::OK();
 }
@@ -275,15 +314,24 @@ Status RocksBlockStore::OpenDatabase(bool fresh) {
   rocksdb::DBOptions db_options = DatabaseOptions(options_);
   if (env_ != nullptr) db_options.env = env_.get();
   std::vector<std::string> names = OwnFamilies();
+  bool create_families = fresh;
   if (!fresh) {
     names.clear();
     rocksdb::Status s = rocksdb::DB::ListColumnFamilies(db_options, dir_, &names);
     if (!s.ok()) return OpenError(dir_, s);
     for (const std::string& own : OwnFamilies()) {
-      if (std::find(names.begin(), names.end(), own) == names.end()) {
+      if (std::find(names.begin(), names.end(), own) != names.end()) continue;
+      if (!HasCreatingMarker(dir_)) {
         return Status::InvalidArgument(dir_ + " is not a kvtier store (a RocksDB database without the '" +
                                        own + "' column family)");
       }
+      if (options_.read_only) {
+        return Status::NotFound("no kvtier store at " + dir_ +
+                                " (its creation was interrupted); a read-only open creates none");
+      }
+      names = OwnFamilies();  // finish the creation
+      create_families = true;
+      break;
     }
   }
   auto cache = rocksdb::NewLRUCache(8 * kMiB);
@@ -298,7 +346,7 @@ Status RocksBlockStore::OpenDatabase(bool fresh) {
     families.emplace_back(name, cf_options);
   }
   db_options.create_if_missing = fresh;
-  db_options.create_missing_column_families = fresh;
+  db_options.create_missing_column_families = create_families;
 
   rocksdb::DB* db = nullptr;
   rocksdb::Status s =

@@ -109,6 +109,7 @@ struct StoreAudit {
   uint64_t damaged = 0;       // records that do not
   uint64_t unreadable = 0;    // records the store could not read
   bool counters_match = false;  // StoreStats agree with the scan
+  uint64_t max_access_seq = 0;  // the newest record's recency sequence number
   std::string first_problem;
 
   bool clean() const { return damaged == 0 && unreadable == 0 && counters_match; }
@@ -132,7 +133,10 @@ inline StoreAudit AuditStore(BlockStore* store, const Namespace& ns, uint64_t on
     return a;
   }
   a.records = metas.size();
-  for (const RecordMeta& m : metas) a.stored_bytes += m.stored_bytes;
+  for (const RecordMeta& m : metas) {
+    a.stored_bytes += m.stored_bytes;
+    a.max_access_seq = std::max(a.max_access_seq, m.access_seq);
+  }
   StoreStats stats;
   s = store->GetStats(&stats);
   a.counters_match = s.ok() && stats.records == a.records && stats.stored_bytes == a.stored_bytes;
