@@ -21,6 +21,7 @@
 
 #include "store/rocks_block_store.h"
 #include "store/store_format.h"
+#include "store/store_logger.h"
 
 namespace kvtier {
 
@@ -313,6 +314,12 @@ Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options
 Status RocksBlockStore::OpenDatabase(bool fresh) {
   rocksdb::DBOptions db_options = DatabaseOptions(options_);
   if (env_ != nullptr) db_options.env = env_.get();
+  if (!options_.read_only) {
+    // Not RocksDB's own LOG writer: it aborts the process on a full disk.
+    db_options.info_log = NewStoreLogger(dir_, db_options.max_log_file_size,
+                                         static_cast<int>(db_options.keep_log_file_num));
+    if (db_options.info_log == nullptr) db_options.info_log = std::make_shared<ForwardingLogger>(options_.log);
+  }
   std::vector<std::string> names = OwnFamilies();
   bool create_families = fresh;
   if (!fresh) {
