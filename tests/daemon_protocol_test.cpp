@@ -11,6 +11,10 @@
 #include <sstream>
 #include <cstring>
 #include <mutex>
+#include <thread>
+#include <atomic>
+
+#include "kvtier/cache.h"
 
 #include "client/daemon_block_store.h"
 #include "daemon/daemon_metrics.h"
@@ -266,6 +270,84 @@ TEST_CASE("a Daemon in this process serves a client and shuts down idempotently"
   // A client of a stopped daemon fails fast.
   std::unique_ptr<BlockStore> store;
   CHECK(OpenBlockStore("unix:" + o.socket_path, StoreOptions(), &store).IsUnavailable());
+}
+
+TEST_CASE("caches on threads share a daemon in this process while it serves, stops and restarts") {
+  test::TempDir tmp;
+  DaemonOptions o;
+  o.store_dir = tmp.sub("store");
+  o.socket_path = tmp.sub("d.sock");
+  o.log = [](std::string_view) {};
+  std::unique_ptr<Daemon> daemon;
+  REQUIRE(Daemon::Start(o, &daemon).ok());
+  const BlockLayout layout = test::SmallLayout();
+  CacheOptions co;
+  co.ns = test::TestNamespace(layout);
+  co.store = "unix:" + o.socket_path;
+  co.spill_threads = 2;
+  co.log = [](std::string_view) {};
+  std::unique_ptr<Cache> writer, reader;
+  REQUIRE(Cache::Open(co, &writer).ok());
+  REQUIRE(Cache::Open(co, &reader).ok());
+  constexpr int kThreads = 4, kPrompts = 40;
+  auto prompt = [&](int t, int p) { return test::Tokens(2 * layout.block_size, 100 * t + p); };
+  auto payload = [&](int t, int p, int b) { return test::Payload(layout, 10000 * t + 10 * p + b); };
+  auto insert_all = [&](Cache* cache, int round) {
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int p = 0; p < kPrompts; ++p) {
+          const auto a = payload(t, p, 0), b = payload(t, p, 1);
+          const std::span<const std::byte> blocks[2] = {a, b};
+          if (!cache->InsertBlocks(prompt(t + 10 * round, p), 0, blocks).ok()) ++failures;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    return failures.load();
+  };
+  REQUIRE(insert_all(writer.get(), 0) == 0);
+  REQUIRE(writer->Flush().ok());
+
+  // Readers on several threads promote what the writer wrote.
+  std::vector<std::thread> threads;
+  std::atomic<int> misses{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int p = 0; p < kPrompts; ++p) {
+        Lease lease = reader->Lookup(prompt(t, p));
+        const auto a = payload(t, p, 0);
+        if (lease.num_blocks() != 2 || std::memcmp(lease.block(0).data(), a.data(), a.size()) != 0) ++misses;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(misses == 0);
+  CHECK(reader->Stats().disk_hits == 2 * kThreads * kPrompts);
+
+  // Stop the daemon under writers: they keep serving from memory.
+  Status stopped;
+  std::thread stopper([&] { stopped = daemon->Shutdown(); });  // Catch2 macros stay on this thread
+  CHECK(insert_all(writer.get(), 1) == 0);
+  stopper.join();
+  CHECK(stopped.ok());
+  CHECK_FALSE(writer->Flush().ok());  // nothing can reach the store now
+  CHECK(writer->Stats().store_errors > 0);
+  CHECK(writer->Lookup(prompt(10, 3)).num_blocks() == 2);  // memory still serves
+
+  // A new daemon on the same store and socket: the writer reconnects.
+  daemon.reset();
+  REQUIRE(Daemon::Start(o, &daemon).ok());
+  bool flushed = false;
+  for (int i = 0; i < 200 && !flushed; ++i) {  // past the client's reconnect backoff
+    flushed = writer->Flush().ok();
+    if (!flushed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(flushed);
+  std::unique_ptr<Cache> fresh;
+  REQUIRE(Cache::Open(co, &fresh).ok());
+  CHECK(fresh->Lookup(prompt(10 + kThreads - 1, kPrompts - 1)).blocks_from_disk() == 2);
 }
 
 }  // namespace

@@ -134,6 +134,20 @@ class Kvtierd {
     pid_ = -1;
   }
   bool Alive() const { return pid_ > 0 && kill(pid_, 0) == 0 && WaitFor(pid_, 0ms) == -1; }
+  void Signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
+  // True once the process is stopped (state T in /proc/PID/stat): SIGSTOP
+  // takes effect asynchronously.
+  bool WaitStopped() const {
+    for (int i = 0; i < 1000; ++i) {
+      const std::string stat = Slurp("/proc/" + std::to_string(pid_) + "/stat");
+      const size_t paren = stat.rfind(')');
+      if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'T') return true;
+      std::this_thread::sleep_for(5ms);
+    }
+    return false;
+  }
   std::string Log() const { return Slurp(log_); }
 
  private:
@@ -445,7 +459,42 @@ TEST_CASE("clients degrade while kvtierd is killed and recover when it restarts"
   CHECK(records == 2 * kPrompts);
 }
 
-TEST_CASE("a client whose uid and gid are not allowed is refused; allowed ones are served") {
+TEST_CASE("no client call blocks on a stalled daemon: it times out, fails fast, then recovers") {
+  Setup s;
+  Kvtierd d(s.store, s.socket);
+  d.StartServing(s.log);
+  DaemonClientOptions o;
+  o.socket_path = s.socket;
+  o.call_timeout_ms = 300;
+  o.connect_timeout_ms = 300;
+  o.backoff_initial_ms = 200;
+  o.backoff_max_ms = 400;
+  o.log = [](std::string_view) {};
+  std::unique_ptr<BlockStore> store;
+  REQUIRE(DaemonBlockStore::Open(o, &store).ok());
+  const Hash128 keys[1] = {Hash128{1, 2}};
+  std::vector<uint8_t> present;
+  REQUIRE(store->Exists(keys, &present).ok());
+
+  d.Signal(SIGSTOP);  // alive, listening, answering nothing
+  REQUIRE(d.WaitStopped());
+  std::vector<std::string> values;
+  std::vector<Status> statuses;
+  store->MultiGet(keys, &values, &statuses);  // returns (after the call timeout)
+  CHECK(statuses[0].IsUnavailable());
+  CHECK(statuses[0].message().find("timed out") != std::string::npos);
+  Status fast = store->Exists(keys, &present);  // within the backoff: no socket touched
+  CHECK(fast.IsUnavailable());
+  CHECK(fast.message().find("next attempt in") != std::string::npos);
+
+  d.Signal(SIGCONT);
+  Status back;
+  for (int i = 0; i < 200 && !(back = store->Exists(keys, &present)).ok(); ++i) std::this_thread::sleep_for(20ms);
+  CHECK(back.ok());
+  CHECK(present[0] == 0);
+}
+
+TEST_CASE("a client whose uid and gid are not allowed is refused while allowed ones are served") {
   Setup s;
   std::filesystem::permissions(s.tmp.path(), std::filesystem::perms(0755));
   Kvtierd d(s.store, s.socket, {"--allow-uid", "65534", "--allow-gid", "4242", "--socket-mode", "0666"});
@@ -560,7 +609,7 @@ std::string WelcomeFrameBytes(const std::string& bytes) {
   return bytes.substr(daemon::kFrameHeaderBytes + h.body_bytes);  // what follows the welcome
 }
 
-TEST_CASE("malformed frames close only their own connection; other clients keep working") {
+TEST_CASE("malformed frames close only their own connection and other clients keep working") {
   Setup s;
   Kvtierd d(s.store, s.socket, {"--io-timeout-ms", "2000"});
   d.StartServing(s.log);
@@ -751,13 +800,15 @@ TEST_CASE("kvtierd refuses a live daemon's socket, replaces a stale one, and sto
       REQUIRE(cache->Close().ok());
     }
     std::string metrics;
-    for (int i = 0; i < 300 && metrics.find("op=\"put\"} 1") == std::string::npos; ++i) {
+    // The file is rewritten every second: wait for one written after the puts.
+    for (int i = 0; i < 500 && metrics.find("kvtierd_put_records_total 2\n") == std::string::npos; ++i) {
       std::this_thread::sleep_for(20ms);
       metrics = Slurp(s.tmp.sub("kvtierd.prom"));
     }
-    CHECK(metrics.find("kvtierd_up 1") != std::string::npos);
-    CHECK(metrics.find("kvtierd_requests_total{op=\"put\"} 1") != std::string::npos);
-    CHECK(metrics.find("kvtierd_store_records 2") != std::string::npos);
+    CHECK(metrics.find("kvtierd_up 1\n") != std::string::npos);
+    CHECK(metrics.find("kvtierd_put_records_total 2\n") != std::string::npos);
+    CHECK(metrics.find("kvtierd_requests_total{op=\"put\"} ") != std::string::npos);
+    CHECK(metrics.find("kvtierd_store_records 2\n") != std::string::npos);
     CHECK(first.Stop() == 0);
     CHECK(access(s.socket.c_str(), F_OK) != 0);
     CHECK(access((s.store + "/KVTIERD").c_str(), F_OK) != 0);

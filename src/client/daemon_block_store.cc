@@ -76,7 +76,7 @@ Status DaemonBlockStore::Open(const DaemonClientOptions& options, std::unique_pt
   bool fresh = false;
   Status st = s->Acquire(Deadline::In(s->options_.connect_timeout_ms), &c, &fresh);
   if (!st.ok()) return st;
-  s->Return(std::move(c));
+  s->Return(std::move(c), st);
   *store = std::move(s);
   return Status::OK();
 }
@@ -113,14 +113,7 @@ Status DaemonBlockStore::Acquire(const Deadline& deadline, std::unique_ptr<Daemo
       if (!s.ok()) {
         --open_;
         cv_.notify_one();
-        backoff_ms_ = backoff_ms_ == 0 ? options_.backoff_initial_ms
-                                       : std::min(options_.backoff_max_ms, 2 * backoff_ms_);
-        retry_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms_);
-        last_failure_ = s.message();
-        ++failures_;
-        if (failures_ <= 3 || (failures_ & (failures_ - 1)) == 0)
-          Log(s.ToString() + "; retrying in " + std::to_string(backoff_ms_) + " ms (failure " +
-              std::to_string(failures_) + ")");
+        BackOffLocked(s);
         return s;
       }
       if (failures_ > 0) Log("connected to kvtierd at " + options_.socket_path + " again");
@@ -139,7 +132,18 @@ Status DaemonBlockStore::Acquire(const Deadline& deadline, std::unique_ptr<Daemo
   }
 }
 
-void DaemonBlockStore::Return(std::unique_ptr<DaemonConnection> c) {
+void DaemonBlockStore::BackOffLocked(const Status& failure) {
+  backoff_ms_ = backoff_ms_ == 0 ? options_.backoff_initial_ms
+                                 : std::min(options_.backoff_max_ms, 2 * backoff_ms_);
+  retry_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_ms_);
+  last_failure_ = failure.message();
+  ++failures_;
+  if (failures_ <= 3 || (failures_ & (failures_ - 1)) == 0)
+    Log(failure.ToString() + "; retrying in " + std::to_string(backoff_ms_) + " ms (failure " +
+        std::to_string(failures_) + ")");
+}
+
+void DaemonBlockStore::Return(std::unique_ptr<DaemonConnection> c, const Status& outcome) {
   std::lock_guard<std::mutex> lock(mu_);
   if (c->broken()) {
     --open_;
@@ -148,6 +152,9 @@ void DaemonBlockStore::Return(std::unique_ptr<DaemonConnection> c) {
       open_ -= static_cast<int>(idle_.size());
       idle_.clear();
     }
+    // A daemon that does not answer in time (stopped, stalled) is treated
+    // as down: later calls fail fast instead of each waiting out a timeout.
+    if (c->timed_out()) BackOffLocked(outcome);
   } else {
     idle_.push_back(std::move(c));
   }
@@ -163,7 +170,7 @@ Status DaemonBlockStore::Run(int timeout_ms, const Call& call) {
     if (!s.ok()) return s;
     s = call(c.get(), deadline);
     const bool retry = c->broken() && c->peer_gone() && !fresh && !c->answered() && attempt == 0;
-    Return(std::move(c));
+    Return(std::move(c), s);
     if (!retry) return s;
   }
 }
@@ -185,6 +192,7 @@ void DaemonBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::
   const size_t n = keys.size();
   values->resize(n);
   statuses->assign(n, Status::OK());
+  if (n == 0) return;
   std::vector<size_t> pending(n);
   for (size_t i = 0; i < n; ++i) pending[i] = i;
   std::vector<Hash128> batch;

@@ -39,7 +39,9 @@ struct DaemonClientOptions {
   // else "<program>-<pid>".
   std::string client_name;
   int connect_timeout_ms = 1000;
-  int call_timeout_ms = 30000;
+  // A lookup waits for the store at most this long (a stalled daemon costs
+  // a server this much latency once, then calls fail fast while it backs off).
+  int call_timeout_ms = 5000;
   int maintenance_timeout_ms = 3600 * 1000;  // trim, compact, for-each
   int max_connections = 4;
   int backoff_initial_ms = 50;
@@ -82,7 +84,10 @@ class DaemonBlockStore final : public BlockStore {
   // a new connection if a reused one proves dead before answering.
   Status Run(int timeout_ms, const Call& call);
   Status Acquire(const daemon::Deadline& deadline, std::unique_ptr<DaemonConnection>* c, bool* fresh);
-  void Return(std::unique_ptr<DaemonConnection> c);
+  // Back to the pool; a broken one is closed (`outcome`: its call's Status).
+  void Return(std::unique_ptr<DaemonConnection> c, const Status& outcome);
+  // Starts or lengthens the reconnect backoff. REQUIRES: mu_ held.
+  void BackOffLocked(const Status& failure);
   // Sends `n`-key batches of "u32 n, keys" and reads plain status answers.
   Status KeysCall(daemon::Op op, std::span<const Hash128> keys);
   Status SimpleCall(daemon::Op op, std::string_view request, std::string* response, int timeout_ms);

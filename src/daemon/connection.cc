@@ -15,8 +15,8 @@ namespace {
 constexpr size_t kGetChunk = 16;
 // A body buffer larger than this is freed after its request.
 constexpr size_t kRetainedBodyBytes = 16u << 20;
-// A value buffer larger than this is freed after its request.
-constexpr size_t kRetainedValueBytes = 8u << 20;
+// Value buffers beyond this many bytes are freed after their request.
+constexpr size_t kRetainedValueBytes = 16u << 20;
 // Record metadata entries per kForEachRecord frame.
 constexpr uint32_t kMetaPage = 4096;
 // Error messages on the wire are cut to this length.
@@ -46,7 +46,8 @@ Connection::Connection(int fd, const ucred& peer, std::string refusal,
     : fd_(fd), peer_(peer), refusal_(std::move(refusal)), context_(context) {}
 
 Connection::~Connection() {
-  if (counters_ != nullptr) context_->metrics->Disconnected(name_);
+  if (counters_ != nullptr && context_->metrics->Disconnected(name_))
+    context_->log(Who() + " disconnected (its last connection)");
 }
 
 std::string Connection::Who() const {
@@ -65,8 +66,11 @@ void Connection::Serve() {
       body_capacity_ = 0;
     }
     if (values_.size() > kGetChunk) values_.resize(kGetChunk);
-    for (std::string& v : values_)
-      if (v.capacity() > kRetainedValueBytes) std::string().swap(v);
+    size_t retained = 0;  // value buffers kept for the next get, in bytes
+    for (std::string& v : values_) {
+      if (retained + v.capacity() > kRetainedValueBytes) std::string().swap(v);
+      retained += v.capacity();
+    }
   }
 }
 
@@ -206,7 +210,9 @@ bool Connection::Hello() {
     return false;
   }
   ClientIdentity who{name_, peer_.uid, peer_.gid, peer_.pid};
-  counters_ = context_->metrics->Connected(who);
+  bool first = false;
+  counters_ = context_->metrics->Connected(who, &first);
+  if (first) context_->log(Who() + " connected");
   greeted_ = true;
   Welcome welcome;
   welcome.version = kProtocolVersion;

@@ -121,24 +121,27 @@ DaemonCounters RequestCounters::Snapshot() const {
 
 DaemonMetrics::DaemonMetrics() : start_(std::chrono::steady_clock::now()) {}
 
-std::shared_ptr<RequestCounters> DaemonMetrics::Connected(const ClientIdentity& who) {
+std::shared_ptr<RequestCounters> DaemonMetrics::Connected(const ClientIdentity& who, bool* first) {
   std::lock_guard<std::mutex> lock(mu_);
   ClientEntry& e = clients_[who.name];
   if (e.counters == nullptr) e.counters = std::make_shared<RequestCounters>();
   e.identity = who;
+  *first = e.connections == 0;
   ++e.connections;
   e.last_change = ++changes_;
   DropIdleClients();
   return e.counters;
 }
 
-void DaemonMetrics::Disconnected(const std::string& name) {
+bool DaemonMetrics::Disconnected(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = clients_.find(name);
-  if (it == clients_.end()) return;
+  if (it == clients_.end()) return false;
   if (it->second.connections > 0) --it->second.connections;
+  const bool last = it->second.connections == 0;
   it->second.last_change = ++changes_;
   DropIdleClients();
+  return last;
 }
 
 void DaemonMetrics::DropIdleClients() {

@@ -79,9 +79,11 @@ class DaemonMetrics {
   DaemonMetrics();
 
   // A connection of `who` said hello: its counters (shared by every
-  // connection with the same name). Pair with Disconnected().
-  std::shared_ptr<RequestCounters> Connected(const ClientIdentity& who);
-  void Disconnected(const std::string& name);
+  // connection with the same name); *first = no other connection of that
+  // name is open. Pair with Disconnected(), which returns true when the
+  // client's last connection closed.
+  std::shared_ptr<RequestCounters> Connected(const ClientIdentity& who, bool* first);
+  bool Disconnected(const std::string& name);
 
   // Records into the client's counters (if known yet) and the total.
   void Record(RequestCounters* client, const RequestRecord& r);

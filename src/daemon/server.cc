@@ -191,15 +191,17 @@ Status Daemon::Server::Start() {
   context_.stop_fd = stop_fd_;
   context_.stats = [this] { return Stats(); };
   context_.log = [this](const std::string& m) { Log(m); };
-  s = Listen();
-  if (!s.ok()) return s;
   {
+    // Written before the socket listens, so whoever reaches the daemon
+    // finds the note too (Shutdown removes it, also after a failed start).
     std::error_code ec;
     const auto socket = std::filesystem::absolute(options_.socket_path, ec);
     std::ofstream note(NotePath(), std::ios::trunc);
     note << "pid " << ::getpid() << "\nsocket " << (ec ? options_.socket_path : socket.string()) << "\n";
     if (!note) Log("cannot write " + NotePath() + " (the kvtier CLI uses it to find this daemon)");
   }
+  s = Listen();
+  if (!s.ok()) return s;
   accept_thread_ = std::thread([this] { AcceptLoop(); });
   if (!options_.metrics_file.empty()) {
     WriteMetricsFile();
