@@ -41,7 +41,7 @@
 
 #include "kvtier/record.h"
 #include "kvtier/store.h"
-#include "memory/block_node.h"
+#include "memory/block_buffer.h"
 
 namespace kvtier::internal {
 

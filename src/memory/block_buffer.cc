@@ -1,4 +1,4 @@
-#include "memory/block_node.h"
+#include "memory/block_buffer.h"
 
 namespace kvtier::internal {
 
