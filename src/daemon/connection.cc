@@ -306,8 +306,8 @@ bool Connection::Get() {
     const uint32_t len = GetU32(scratch_.data() + 4 + 8 * idx + 4);
     if (len > 0) iov.push_back({values_[idx].data(), len});
   }
-  const bool ok = Respond(Status::OK(), iov);
   Finish(rec);
+  const bool ok = Respond(Status::OK(), iov);
   return ok;
 }
 
@@ -319,18 +319,13 @@ bool Connection::Exists() {
   RequestRecord rec{Op::kExists};
   rec.keys = keys_.size();
   rec.error = !s.ok();
-  bool ok;
-  if (s.ok()) {
-    scratch_.clear();
-    WireWriter w(&scratch_);
-    w.U32(static_cast<uint32_t>(present.size()));
-    w.Bytes(std::string_view(reinterpret_cast<const char*>(present.data()), present.size()));
-    ok = Respond(s, scratch_);
-  } else {
-    ok = Respond(s);
-  }
   Finish(rec);
-  return ok;
+  if (!s.ok()) return Respond(s);
+  scratch_.clear();
+  WireWriter w(&scratch_);
+  w.U32(static_cast<uint32_t>(present.size()));
+  w.Bytes(std::string_view(reinterpret_cast<const char*>(present.data()), present.size()));
+  return Respond(s, scratch_);
 }
 
 bool Connection::Put() {
@@ -360,8 +355,8 @@ bool Connection::Put() {
   rec.rejected = !s.ok() && IsRejection(s);
   rec.error = !s.ok() && !rec.rejected;
   if (!s.ok()) context_->log(Who() + ": put of " + std::to_string(n) + " records refused: " + s.ToString());
-  const bool ok = Respond(s);
   Finish(rec);
+  const bool ok = Respond(s);
   return ok;
 }
 
@@ -372,8 +367,8 @@ bool Connection::KeysCall(Status (BlockStore::*call)(std::span<const Hash128>)) 
   Status s = (context_->store->*call)(keys_);
   RequestRecord rec{static_cast<Op>(header_.op)};
   rec.error = !s.ok();
-  const bool ok = Respond(s);
   Finish(rec);
+  const bool ok = Respond(s);
   return ok;
 }
 
@@ -407,8 +402,8 @@ bool Connection::ForEachRecord() {
   if (stopped) s = Status::Unavailable("kvtierd is shutting down");
   RequestRecord rec{Op::kForEachRecord};
   rec.error = !s.ok();
-  const bool ok = s.ok() ? page(0) : Respond(s);
   Finish(rec);
+  const bool ok = s.ok() ? page(0) : Respond(s);
   return ok;
 }
 
@@ -446,8 +441,8 @@ bool Connection::Maintenance() {
   context_->log(Who() + ": " + OpName(header_.op) + ": " + s.ToString());
   RequestRecord rec{op};
   rec.error = !s.ok();
-  const bool ok = s.ok() ? Respond(s, scratch_) : Respond(s);
   Finish(rec);
+  const bool ok = s.ok() ? Respond(s, scratch_) : Respond(s);
   return ok;
 }
 
@@ -488,8 +483,8 @@ bool Connection::Other() {
   }
   RequestRecord rec{op};
   rec.error = !s.ok() && !s.IsNotFound() && !s.IsInvalidArgument();
-  const bool ok = s.ok() ? Respond(s, scratch_) : Respond(s);
   Finish(rec);
+  const bool ok = s.ok() ? Respond(s, scratch_) : Respond(s);
   return ok;
 }
 

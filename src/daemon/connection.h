@@ -57,6 +57,9 @@ class Connection {
   // Answers a protocol error, counts it, logs it; always false.
   bool Reject(const Status& why);
   bool Dispatch();
+  // Counts the request. Called before its reply is written, so a client
+  // holding the reply sees it counted; latency runs from the request's
+  // arrival until its reply is ready.
   void Finish(RequestRecord record);
 
   bool Hello();
