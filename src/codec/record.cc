@@ -97,12 +97,27 @@ uint64_t HeaderChecksum(const char* header, const char* token_ids, size_t token_
 // block, so each plane gets its own entropy tables: the low-entropy exponent
 // plane and the near-random mantissa plane of a small block would otherwise
 // share one 128 KiB zstd block and lose most of the shuffle's gain.
+//
+// Shuffled planes are matched with zstd's longest minimum match (7 bytes)
+// at levels 1-3, instead of the level's default (6 at level 1 for these sizes): the
+// sign+exponent plane of f16/bf16/f32 K/V is full of 6-byte repeats, and
+// emitting each as its own sequence made bf16 encode at ~0.6x plain zstd-1;
+// with 7-byte matches it encodes ~1.5x faster than plain zstd-1 and the
+// frame is no larger (kvtier-bench ratio; docs/BENCHMARKS.md). Decoding does
+// not depend on the parameter.
 // Returns the frame size, or 0 if zstd failed or `capacity` was too small.
+constexpr int kShuffledMinMatch = 7;
+constexpr int kFastLevelMax = 3;  // the fast/dfast levels, where this was measured
+
 size_t CompressPlanes(ZSTD_CCtx* cctx, const std::byte* src, size_t raw_size, size_t planes,
                       int level, char* body, size_t capacity) {
   ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
   if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) ||
       ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(cctx, raw_size))) {
+    return 0;
+  }
+  if (planes > 1 && level >= 1 && level <= kFastLevelMax &&
+      ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, kShuffledMinMatch))) {
     return 0;
   }
   ZSTD_outBuffer out{body, capacity, 0};
