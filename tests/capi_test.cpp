@@ -336,7 +336,7 @@ TEST_CASE("a released lease used again is detected in checked builds") {
   CHECK(kvtier_close(c, &err) == KVTIER_OK);
 }
 
-TEST_CASE("errors carry codes, messages and names; a previous error is freed") {
+TEST_CASE("errors carry codes, messages and names, and a previous error is freed") {
   Err err;
   CHECK(kvtier_flush(nullptr, &err) == KVTIER_INVALID_ARGUMENT);
   kvtier_error* first = err.e;
