@@ -148,6 +148,20 @@ TEST_CASE("insert, lookup and lease blocks round-trip the bytes") {
     REQUIRE(b.size == payloads[i].size());
     CHECK(std::memcmp(b.data, payloads[i].data(), b.size) == 0);
   }
+  std::vector<kvtier_block> table(3);
+  REQUIRE(kvtier_lease_blocks(lease, 1, table.data(), 2, &err) == KVTIER_OK);
+  for (size_t j = 0; j < 2; ++j) {
+    kvtier_block b{};
+    REQUIRE(kvtier_lease_block(lease, 1 + j, &b, &err) == KVTIER_OK);
+    CHECK(table[j].data == b.data);
+    CHECK(table[j].size == b.size);
+  }
+  CHECK(kvtier_lease_blocks(lease, 3, nullptr, 0, &err) == KVTIER_OK);
+  CHECK(kvtier_lease_blocks(lease, 2, table.data(), 2, &err) == KVTIER_INVALID_ARGUMENT);
+  CHECK(err.msg() == "blocks [2, 2 + 2) out of range: lease has 3 blocks");
+  CHECK(kvtier_lease_blocks(lease, 0, table.data(), SIZE_MAX, &err) == KVTIER_INVALID_ARGUMENT);
+  CHECK(kvtier_lease_blocks(lease, 0, nullptr, 1, &err) == KVTIER_INVALID_ARGUMENT);
+  CHECK(kvtier_lease_blocks(nullptr, 0, table.data(), 1, &err) == KVTIER_INVALID_ARGUMENT);
   kvtier_stats st;
   std::memset(&st, 0, sizeof(st));
   st.struct_size = sizeof(st);
@@ -331,6 +345,7 @@ TEST_CASE("a released lease used again is detected in checked builds") {
   CHECK(kvtier_lease_info(lease, nullptr, &n, nullptr, &err) == KVTIER_INVALID_ARGUMENT);
   CHECK(err.msg() == "lease was already released");
   CHECK(kvtier_lease_block(lease, 0, &b, &err) == KVTIER_INVALID_ARGUMENT);
+  CHECK(kvtier_lease_blocks(lease, 0, &b, 0, &err) == KVTIER_INVALID_ARGUMENT);
   CHECK(kvtier_lease_release(lease, &err) == KVTIER_INVALID_ARGUMENT);
   CHECK(err.msg() == "lease was already released");
   CHECK(kvtier_close(c, &err) == KVTIER_OK);

@@ -220,6 +220,14 @@ KVTIER_EXPORT kvtier_code kvtier_lease_info(const kvtier_lease* lease, size_t* m
 KVTIER_EXPORT kvtier_code kvtier_lease_block(const kvtier_lease* lease, size_t index,
                                              kvtier_block* block, kvtier_error** err);
 
+/* Blocks first .. first+count-1 at once (bindings fetch the whole table
+ * in one call): blocks[j] as kvtier_lease_block(lease, first + j).
+ * INVALID_ARGUMENT if the range passes num_blocks or blocks is NULL with
+ * count > 0. */
+KVTIER_EXPORT kvtier_code kvtier_lease_blocks(const kvtier_lease* lease, size_t first,
+                                              kvtier_block* blocks, size_t count,
+                                              kvtier_error** err);
+
 /* Unpins the blocks and frees the lease. NULL is a no-op returning OK.
  * A second release of the same lease is INVALID_ARGUMENT in checked builds
  * (undefined behaviour otherwise). */

@@ -380,6 +380,29 @@ kvtier_code kvtier_lease_block(const kvtier_lease* lease, size_t index, kvtier_b
   });
 }
 
+kvtier_code kvtier_lease_blocks(const kvtier_lease* lease, size_t first, kvtier_block* blocks,
+                                size_t count, kvtier_error** err) {
+  return Guard(err, [&]() -> Status {
+    Status s = CheckLease(lease);
+    if (!s.ok()) return s;
+    if (blocks == nullptr && count != 0) {
+      return Status::InvalidArgument("blocks is NULL but count is " + std::to_string(count));
+    }
+    const size_t n = lease->lease.num_blocks();
+    if (first > n || count > n - first) {
+      return Status::InvalidArgument("blocks [" + std::to_string(first) + ", " + std::to_string(first) +
+                                     " + " + std::to_string(count) + ") out of range: lease has " +
+                                     std::to_string(n) + " blocks");
+    }
+    for (size_t j = 0; j < count; ++j) {
+      std::span<const std::byte> b = lease->lease.block(first + j);
+      blocks[j].data = b.data();
+      blocks[j].size = b.size();
+    }
+    return Status::OK();
+  });
+}
+
 kvtier_code kvtier_lease_release(kvtier_lease* lease, kvtier_error** err) {
   if (lease == nullptr) return KVTIER_OK;
   return Guard(err, [&]() -> Status {

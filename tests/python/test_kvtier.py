@@ -41,6 +41,10 @@ class CacheTest(unittest.TestCase):
                 self.assertEqual((lease.matched_tokens, lease.num_blocks), (12, 3))
                 for i in range(3):
                     self.assertEqual(bytes(lease.block(i)), payload(i))
+                with self.assertRaises(kvtier.InvalidArgument):
+                    lease.block(3)
+                with self.assertRaises(kvtier.InvalidArgument):
+                    lease.block(-1)
             stats = cache.stats()
             self.assertEqual(stats["inserts"], 3)
             self.assertEqual(stats["memory_hits"], 3)

@@ -118,6 +118,7 @@ class Cache:
         self.layout = (num_layers, num_kv_heads, head_dim)
         self.block_size = _lib.kvtier_block_size(self._handle)
         self.block_bytes = _lib.kvtier_block_bytes(self._handle)
+        self._block_type = ctypes.c_char * self.block_bytes
 
     def _h(self):
         if not self._handle:
@@ -193,10 +194,12 @@ class Lease:
         self._handle = handle
         self._views = []
         self._arrays = []
+        self._table = None
         mt, nb, fd = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
         _call(_lib.kvtier_lease_info, handle, ctypes.byref(mt), ctypes.byref(nb), ctypes.byref(fd))
         self.matched_tokens, self.num_blocks, self.blocks_from_disk = mt.value, nb.value, fd.value
         self._dtype, self._layout, self._block_size = cache.dtype, cache.layout, cache.block_size
+        self._block_type = cache._block_type
 
     def __len__(self):
         return self.num_blocks
@@ -205,15 +208,22 @@ class Lease:
         """The address of block i's payload in the library (for checks)."""
         if not self._handle:
             raise InvalidArgument(3, "lease was already released")
-        b = _ffi.Block()
-        _call(_lib.kvtier_lease_block, self._handle, i, ctypes.byref(b))
+        if self._table is None:  # the whole block table in one C call
+            self._table = (_ffi.Block * self.num_blocks)()
+            _call(_lib.kvtier_lease_blocks, self._handle, 0, self._table, self.num_blocks)
+        if not 0 <= i < self.num_blocks:
+            raise InvalidArgument(3, "block index %d out of range: lease has %d blocks"
+                                  % (i, self.num_blocks))
+        b = self._table[i]
         return b.data, b.size
 
     def block(self, i):
         """Block i's payload as a read-only memoryview of the pinned bytes
         (no copy); valid until the lease is released."""
         address, size = self.block_address(i)
-        pinned = (ctypes.c_char * size).from_address(address)
+        if self._block_type is None or ctypes.sizeof(self._block_type) != size:
+            self._block_type = ctypes.c_char * size  # a new ctypes type costs microseconds
+        pinned = self._block_type.from_address(address)
         pinned.lease = self  # a live view (or numpy array) keeps the lease from __del__
         view = memoryview(pinned).cast("B").toreadonly()
         self._views.append(view)

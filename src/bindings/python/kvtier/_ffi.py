@@ -89,6 +89,7 @@ def load():
         "kvtier_stats_get": (ctypes.c_int, [p, ctypes.POINTER(Stats), err]),
         "kvtier_lease_info": (ctypes.c_int, [p, szp, szp, szp, err]),
         "kvtier_lease_block": (ctypes.c_int, [p, sz, ctypes.POINTER(Block), err]),
+        "kvtier_lease_blocks": (ctypes.c_int, [p, sz, ctypes.POINTER(Block), sz, err]),
         "kvtier_lease_release": (ctypes.c_int, [p, err]),
     }
     for name, (restype, argtypes) in sigs.items():
