@@ -2,9 +2,13 @@
 // and the seed's defects fixed (see SEED_NOTES.md "Fix").
 #include <catch2/catch.hpp>
 
+#include <iterator>
+#include <map>
 #include <random>
 
+#include "memory/hash_index.h"
 #include "memory/memory_tier.h"
+#include "memory/node_slab.h"
 #include "test_util.h"
 
 using namespace kvtier;
@@ -174,5 +178,72 @@ TEST_CASE("random operations keep every invariant of the memory tier") {
   }
   for (auto& l : leases) m.Unpin(l);
   CHECK(m.Stats().pinned_blocks == 0);
+  CHECK(m.CheckInvariants() == "");
+}
+
+TEST_CASE("the hash index finds, removes and regrows entries whose tags collide") {
+  NodeSlab slab;
+  HashIndex index(&slab);
+  std::mt19937_64 rng(11);
+  std::map<Hash128, uint32_t> ref;  // the reference: hash -> slab index
+  for (int step = 0; step < 20000; ++step) {
+    if (ref.empty() || rng() % 3 != 0) {
+      // Few distinct tags (the high half of lo), so runs and tag collisions are common.
+      const Hash128 h{(rng() % 64) << 32 | (rng() & 0xffffffff), rng()};
+      if (ref.count(h) != 0) continue;
+      const uint32_t i = slab.New();
+      slab.Get(i)->hash = h;
+      index.Insert(h, i);
+      ref[h] = i;
+    } else {
+      auto it = ref.begin();
+      std::advance(it, static_cast<long>(rng() % ref.size()));
+      index.Remove(it->first, it->second);
+      slab.Delete(it->second);
+      ref.erase(it);
+    }
+    if (step % 1000 == 0) REQUIRE(index.Check() == "");
+  }
+  REQUIRE(index.Check() == "");
+  REQUIRE(index.size() == ref.size());
+  REQUIRE(slab.live() == ref.size());
+  for (const auto& [h, i] : ref) REQUIRE(index.Find(h) == slab.Get(i));
+  CHECK(index.Find(Hash128{5ull << 32, 12345}) == nullptr);
+}
+
+TEST_CASE("pinned nodes keep their address and bytes while the tier grows and churns") {
+  MemoryTier m(3000 * kPayload);
+  std::vector<EvictedBlock> ev;
+  Chain first(4, 900);
+  std::vector<BlockNode*> pinned;
+  for (size_t i = 0; i < 4; ++i) REQUIRE(Put(m, first, i, &ev).ok());
+  REQUIRE(Hits(m, first, &pinned) == 4);
+  const BlockNode* deepest = pinned.back();
+  std::mt19937_64 rng(5);
+  // 20k more blocks through a 3000-block budget: the slab and the index grow,
+  // nodes are evicted and reused.
+  for (uint64_t c = 0; c < 1000; ++c) {
+    Chain chain(20, 1000 + c);
+    for (size_t i = 0; i < 20; ++i) REQUIRE(Put(m, chain, i, &ev).ok());
+    if (c % 100 == 0) REQUIRE(m.CheckInvariants() == "");
+  }
+  CHECK(m.Stats().evictions > 15000);
+  CHECK(m.Stats().resident_blocks <= 3000);
+  REQUIRE(pinned.back() == deepest);
+  for (size_t i = 0; i < 4; ++i) {
+    REQUIRE(pinned[i]->hash == first.hashes[i]);
+    REQUIRE(pinned[i]->buffer.TokensEqual(std::span(first.tokens).subspan(i * kBs, kBs)));
+    for (std::byte b : pinned[i]->buffer.payload()) REQUIRE(b == static_cast<std::byte>(i));
+  }
+  // Every evicted block carries its own parent and depth.
+  for (const EvictedBlock& e : ev) {
+    REQUIRE(e.buffer.payload_bytes() == kPayload);
+    REQUIRE(e.depth == static_cast<uint32_t>(e.buffer.payload()[0]));
+  }
+  m.Unpin(pinned);
+  REQUIRE(m.CheckInvariants() == "");
+  ev.clear();
+  m.EvictAll(&ev);
+  CHECK(m.Stats().resident_blocks == 0);
   CHECK(m.CheckInvariants() == "");
 }

@@ -1,6 +1,7 @@
 #include "memory/memory_tier.h"
 
 #include <string>
+#include <unordered_map>
 
 namespace kvtier::internal {
 
@@ -10,112 +11,70 @@ namespace {
 // last use before settling for the spot it reached.
 constexpr int kPlacementWalk = 32;
 
-void InitHead(BlockNode* head) {
-  head->next = head;
-  head->prev = head;
+// Ticks wrap at 2^32: `a` is no newer than `b` when it is at most 2^31 behind.
+bool NotNewer(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) <= 0; }
+
+// A buffer's bytes beyond its payload, malloc's 8-byte chunk header included.
+uint64_t BufferOverhead(const BlockBuffer& b) {
+  return BlockBuffer::AllocationBytes(b.tokens().size(), b.payload_bytes()) - b.payload_bytes() + 8;
 }
 
 }  // namespace
 
-MemoryTier::MemoryTier(uint64_t budget_bytes) : budget_(budget_bytes), buckets_(64, nullptr) {
-  InitHead(&lru_);
-  InitHead(&in_use_);
-}
-
-MemoryTier::~MemoryTier() {
-  for (BlockNode* head : buckets_) {
-    while (head != nullptr) {
-      BlockNode* next = head->bucket_next;
-      delete head;
-      head = next;
-    }
+MemoryTier::MemoryTier(uint64_t budget_bytes) : budget_(budget_bytes) {
+  for (uint32_t head : {kLruHead, kInUseHead}) {
+    const uint32_t i = slab_.New();
+    (void)head;  // the first two nodes of a new slab are 0 and 1
+    Node(i)->next = Node(i)->prev = i;
   }
 }
 
-BlockNode* MemoryTier::Find(const Hash128& hash) const {
-  BlockNode* n = buckets_[hash.lo & (buckets_.size() - 1)];
-  while (n != nullptr && n->hash != hash) n = n->bucket_next;
-  return n;
-}
-
-void MemoryTier::TableInsert(BlockNode* node) {
-  if (count_ + 1 > buckets_.size()) Grow();
-  BlockNode*& head = buckets_[node->hash.lo & (buckets_.size() - 1)];
-  node->bucket_next = head;
-  head = node;
-  ++count_;
-}
-
-void MemoryTier::TableRemove(BlockNode* node) {
-  BlockNode** p = &buckets_[node->hash.lo & (buckets_.size() - 1)];
-  while (*p != node) p = &(*p)->bucket_next;
-  *p = node->bucket_next;
-  node->bucket_next = nullptr;
-  --count_;
-}
-
-void MemoryTier::Grow() {
-  std::vector<BlockNode*> bigger(buckets_.size() * 2, nullptr);
-  for (BlockNode* head : buckets_) {
-    while (head != nullptr) {
-      BlockNode* next = head->bucket_next;
-      BlockNode*& slot = bigger[head->hash.lo & (bigger.size() - 1)];
-      head->bucket_next = slot;
-      slot = head;
-      head = next;
-    }
-  }
-  buckets_.swap(bigger);
-}
+MemoryTier::~MemoryTier() = default;
 
 void MemoryTier::ListRemove(BlockNode* node) {
-  if (node->list == BlockNode::List::kNone) return;
-  node->prev->next = node->next;
-  node->next->prev = node->prev;
-  node->prev = node->next = nullptr;
-  node->list = BlockNode::List::kNone;
+  if (node->list == BlockNode::kNone) return;
+  Node(node->prev)->next = node->next;
+  Node(node->next)->prev = node->prev;
+  node->prev = node->next = node->self;
+  node->list = BlockNode::kNone;
 }
 
-void MemoryTier::PushHot(BlockNode::List list, BlockNode* node) {
-  BlockNode* head = list == BlockNode::List::kLru ? &lru_ : &in_use_;
-  node->next = head;
-  node->prev = head->prev;
-  head->prev->next = node;
-  head->prev = node;
+void MemoryTier::LinkAfter(BlockNode* after, BlockNode* node, uint32_t list) {
+  node->prev = after->self;
+  node->next = after->next;
+  Node(after->next)->prev = node->self;
+  after->next = node->self;
   node->list = list;
 }
 
-void MemoryTier::PushCold(BlockNode* node) {
-  node->prev = &lru_;
-  node->next = lru_.next;
-  lru_.next->prev = node;
-  lru_.next = node;
-  node->list = BlockNode::List::kLru;
+void MemoryTier::PushHot(uint32_t list, BlockNode* node) {
+  BlockNode* head = Node(list == BlockNode::kLru ? kLruHead : kInUseHead);
+  LinkAfter(Node(head->prev), node, list);
 }
 
+void MemoryTier::PushCold(BlockNode* node) { LinkAfter(Node(kLruHead), node, BlockNode::kLru); }
+
 void MemoryTier::PlaceLeafByTick(BlockNode* node) {
+  const BlockNode* head = Node(kLruHead);
   // The common case: the node is older than every leaf (its last child was
   // just evicted from the cold end, and every use of that child used it too).
-  if (lru_.next == &lru_ || node->tick <= lru_.next->tick) {
+  if (head->next == kLruHead || NotNewer(node->tick, Node(head->next)->tick)) {
     PushCold(node);
     return;
   }
   // Otherwise insert it after the newest leaf not newer than it, walking a
   // bounded distance from the hot end.
-  BlockNode* after = lru_.prev;
-  for (int i = 0; i < kPlacementWalk && after != &lru_ && after->tick > node->tick; ++i)
-    after = after->prev;
-  node->prev = after;
-  node->next = after->next;
-  after->next->prev = node;
-  after->next = node;
-  node->list = BlockNode::List::kLru;
+  BlockNode* after = Node(head->prev);
+  for (int i = 0; i < kPlacementWalk && after->self != kLruHead && !NotNewer(after->tick, node->tick);
+       ++i)
+    after = Node(after->prev);
+  LinkAfter(after, node, BlockNode::kLru);
 }
 
 void MemoryTier::PinLocked(BlockNode* node) {
   if (node->refs++ == 0) {
     ListRemove(node);
-    PushHot(BlockNode::List::kInUse, node);
+    PushHot(BlockNode::kInUse, node);
     ++pinned_;
   }
 }
@@ -125,7 +84,7 @@ size_t MemoryTier::PinRun(std::span<const Hash128> hashes, size_t from, const Ha
                           uint32_t touch_interval_ms, std::vector<BlockNode*>* pinned,
                           std::vector<Hash128>* to_touch) {
   std::lock_guard<std::mutex> lock(mu_);
-  const uint64_t tick = ++tick_;
+  const uint32_t tick = ++tick_;
   size_t i = from;
   for (; i < hashes.size(); ++i) {
     BlockNode* n = Find(hashes[i]);
@@ -136,9 +95,12 @@ size_t MemoryTier::PinRun(std::span<const Hash128> hashes, size_t from, const Ha
     PinLocked(n);
     n->tick = tick;
     pinned->push_back(n);
-    if (n->on_disk && now_ms - n->disk_touch_ms >= touch_interval_ms) {
-      n->disk_touch_ms = now_ms;
-      to_touch->push_back(n->hash);
+    if (n->on_disk) {
+      NodeColdFields* cold = slab_.Cold(n->self);
+      if (now_ms - cold->disk_touch_ms >= touch_interval_ms) {
+        cold->disk_touch_ms = now_ms;
+        to_touch->push_back(n->hash);
+      }
     }
   }
   return i;
@@ -158,27 +120,28 @@ void MemoryTier::Unpin(std::span<BlockNode* const> nodes) {
     if (--n->refs > 0) continue;
     --pinned_;
     ListRemove(n);
-    if (n->resident_children == 0) PushHot(BlockNode::List::kLru, n);
+    if (n->resident_children == 0) PushHot(BlockNode::kLru, n);
   }
 }
 
 void MemoryTier::RemoveLocked(BlockNode* node, std::vector<EvictedBlock>* evicted) {
   ListRemove(node);
-  TableRemove(node);
+  index_.Remove(node->hash, node->self);
   bytes_ -= node->buffer.payload_bytes();
+  buffer_overhead_ -= BufferOverhead(node->buffer);
   if (node->counted_in_parent) {
     BlockNode* parent = Find(node->parent);
     // A parent with counted children is never removed before them.
     if (parent != nullptr && --parent->resident_children == 0 && parent->refs == 0)
       PlaceLeafByTick(parent);
   }
-  evicted->push_back(EvictedBlock{node->hash, node->parent, node->depth, node->on_disk,
-                                  std::move(node->buffer)});
-  delete node;
+  evicted->push_back(EvictedBlock{node->hash, node->parent, slab_.Cold(node->self)->depth,
+                                  node->on_disk != 0, std::move(node->buffer)});
+  slab_.Delete(node->self);
 }
 
 void MemoryTier::EvictOneLocked(std::vector<EvictedBlock>* evicted) {
-  RemoveLocked(lru_.next, evicted);
+  RemoveLocked(Node(Node(kLruHead)->next), evicted);
   ++evictions_;
 }
 
@@ -201,31 +164,39 @@ Status MemoryTier::Insert(const Hash128& hash, const Hash128& parent, uint32_t d
   if (size > budget_)
     return Status::Full("block of " + std::to_string(size) + " bytes exceeds the memory budget of " +
                         std::to_string(budget_) + " bytes");
+  BlockNode* p = Find(parent);
+  if (p != nullptr && p->resident_children == BlockNode::kMaxChildren)
+    return Status::Full("block " + parent.ToHex() + " already has the maximum of " +
+                        std::to_string(BlockNode::kMaxChildren) + " resident children");
   while (bytes_ + size > budget_) {
-    if (lru_.next == &lru_)
-      return Status::Full("memory tier full: " + std::to_string(count_) + " resident blocks (" +
-                          std::to_string(bytes_) + " of " + std::to_string(budget_) +
-                          " bytes) and none can be evicted (" + std::to_string(pinned_) +
-                          " pinned, the rest are their ancestors)");
+    if (Node(kLruHead)->next == kLruHead)
+      return Status::Full("memory tier full: " + std::to_string(index_.size()) +
+                          " resident blocks (" + std::to_string(bytes_) + " of " +
+                          std::to_string(budget_) + " bytes) and none can be evicted (" +
+                          std::to_string(pinned_) + " pinned, the rest are their ancestors)");
     EvictOneLocked(evicted);
   }
-  auto* n = new BlockNode;
+  // Eviction may have removed the parent (a leaf older than everything else).
+  p = Find(parent);
+  const uint32_t i = slab_.New();
+  BlockNode* n = Node(i);
   n->hash = hash;
   n->parent = parent;
-  n->depth = depth;
   n->buffer = std::move(buffer);
   n->tick = ++tick_;
   n->on_disk = on_disk;
-  TableInsert(n);
+  slab_.Cold(i)->depth = depth;
+  index_.Insert(hash, i);
   bytes_ += size;
-  if (BlockNode* p = Find(parent)) {
-    if (p->resident_children++ == 0 && p->list == BlockNode::List::kLru) ListRemove(p);
-    n->counted_in_parent = true;
+  buffer_overhead_ += BufferOverhead(n->buffer);
+  if (p != nullptr) {
+    if (p->resident_children++ == 0 && p->list == BlockNode::kLru) ListRemove(p);
+    n->counted_in_parent = 1;
   }
   if (pin) {
     PinLocked(n);
   } else {
-    PushHot(BlockNode::List::kLru, n);
+    PushHot(BlockNode::kLru, n);
   }
   if (node != nullptr) *node = n;
   *inserted = true;
@@ -236,79 +207,100 @@ void MemoryTier::MarkOnDisk(std::span<const Hash128> hashes, uint32_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const Hash128& h : hashes) {
     if (BlockNode* n = Find(h)) {
-      n->on_disk = true;
-      n->disk_touch_ms = now_ms;
+      n->on_disk = 1;
+      slab_.Cold(n->self)->disk_touch_ms = now_ms;
     }
   }
 }
 
 void MemoryTier::CollectNotOnDisk(std::vector<EvictedBlock>* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (BlockNode* n : buckets_) {
-    for (; n != nullptr; n = n->bucket_next) {
-      if (!n->on_disk) out->push_back(EvictedBlock{n->hash, n->parent, n->depth, false, n->buffer});
-    }
-  }
+  index_.ForEach([&](uint32_t i) {
+    const BlockNode* n = Node(i);
+    if (!n->on_disk)
+      out->push_back(EvictedBlock{n->hash, n->parent, slab_.Cold(i)->depth, false, n->buffer});
+  });
 }
 
 void MemoryTier::EvictAll(std::vector<EvictedBlock>* evicted) {
   std::lock_guard<std::mutex> lock(mu_);
-  while (lru_.next != &lru_) EvictOneLocked(evicted);
+  while (Node(kLruHead)->next != kLruHead) EvictOneLocked(evicted);
 }
 
 MemoryTierStats MemoryTier::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   MemoryTierStats s;
-  s.resident_blocks = count_;
+  s.resident_blocks = index_.size();
   s.pinned_blocks = pinned_;
   s.bytes = bytes_;
   s.budget = budget_;
   s.evictions = evictions_;
-  // Node + its malloc header + the buffer's shared control block, plus the
-  // hash-table slots. Token ids are counted too: they are the node's key.
-  constexpr uint64_t kPerNode = sizeof(BlockNode) + 16 + 16;
-  s.overhead_bytes = count_ * kPerNode + buckets_.size() * sizeof(BlockNode*);
+  // The slab (free nodes included), the index's slots, and each resident
+  // buffer's header, token ids (the key hits are verified against) and
+  // malloc header.
+  s.overhead_bytes = slab_.heap_bytes() + index_.heap_bytes() + buffer_overhead_;
   return s;
+}
+
+std::string MemoryTier::CheckListsLocked() const {
+  size_t pinned = 0;
+  for (uint32_t head : {kLruHead, kInUseHead}) {
+    const uint32_t want = head == kLruHead ? BlockNode::kLru : BlockNode::kInUse;
+    size_t len = 0;
+    for (uint32_t i = Node(head)->next; i != head; i = Node(i)->next) {
+      const BlockNode* n = Node(i);
+      if (Find(n->hash) != n) return "list holds a node that is not in the index";
+      if (n->list != want) return "node's list field disagrees with its list";
+      if (Node(n->next)->prev != i) return "broken list link";
+      if (want == BlockNode::kLru && (n->refs != 0 || n->resident_children != 0))
+        return "LRU list holds a pinned or interior node";
+      if (++len > index_.size()) return "list longer than the index (a cycle)";
+    }
+    if (want == BlockNode::kInUse) pinned = len;
+  }
+  if (pinned != pinned_) return "in-use list length differs from the pinned count";
+  return "";
 }
 
 std::string MemoryTier::CheckInvariants() const {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t bytes = 0, count = 0, pinned = 0;
-  for (BlockNode* n : buckets_) {
-    for (; n != nullptr; n = n->bucket_next) {
-      ++count;
-      bytes += n->buffer.payload_bytes();
-      if (n->refs > 0) {
-        ++pinned;
-        if (n->list != BlockNode::List::kInUse) return "pinned node not on the in-use list";
-      } else if (n->resident_children == 0 && n->list != BlockNode::List::kLru) {
-        return "unpinned leaf not on the LRU list";
-      } else if (n->resident_children > 0 && n->list != BlockNode::List::kNone) {
-        return "unpinned node with resident children on a list";
-      }
+  if (std::string e = index_.Check(); !e.empty()) return e;
+  if (slab_.live() != index_.size() + 2) return "slab holds nodes that are not in the index";
+  uint64_t bytes = 0, overhead = 0, count = 0, pinned = 0;
+  std::unordered_map<Hash128, uint32_t, Hash128Hasher> children;
+  std::string error;
+  index_.ForEach([&](uint32_t i) {
+    const BlockNode* n = Node(i);
+    ++count;
+    bytes += n->buffer.payload_bytes();
+    overhead += BufferOverhead(n->buffer);
+    if (n->counted_in_parent) {
+      ++children[n->parent];
+      if (Find(n->parent) == nullptr && error.empty()) error = "counted parent missing";
     }
-  }
-  for (BlockNode* n : buckets_) {
-    for (; n != nullptr; n = n->bucket_next) {
-      uint32_t children = 0;
-      for (BlockNode* c : buckets_)
-        for (; c != nullptr; c = c->bucket_next)
-          if (c->counted_in_parent && c->parent == n->hash) ++children;
-      if (children != n->resident_children) return "resident_children mismatch";
-      if (n->counted_in_parent && Find(n->parent) == nullptr) return "counted parent missing";
+    if (n->refs > 0) {
+      ++pinned;
+      if (n->list != BlockNode::kInUse && error.empty()) error = "pinned node not on the in-use list";
+    } else if (n->resident_children == 0 && n->list != BlockNode::kLru) {
+      if (error.empty()) error = "unpinned leaf not on the LRU list";
+    } else if (n->resident_children > 0 && n->list != BlockNode::kNone) {
+      if (error.empty()) error = "unpinned node with resident children on a list";
     }
-  }
-  if (count != count_) return "count mismatch";
+  });
+  if (!error.empty()) return error;
+  index_.ForEach([&](uint32_t i) {
+    const BlockNode* n = Node(i);
+    auto it = children.find(n->hash);
+    if ((it == children.end() ? 0 : it->second) != n->resident_children && error.empty())
+      error = "resident_children mismatch";
+  });
+  if (!error.empty()) return error;
+  if (count != index_.size()) return "count mismatch";
   if (bytes != bytes_) return "byte count mismatch";
+  if (overhead != buffer_overhead_) return "buffer overhead count mismatch";
   if (pinned != pinned_) return "pinned count mismatch";
   if (bytes_ > budget_) return "budget exceeded";
-  size_t lru_len = 0;
-  for (BlockNode* n = lru_.next; n != &lru_; n = n->next) {
-    if (n->refs != 0 || n->resident_children != 0) return "LRU list holds a pinned or interior node";
-    ++lru_len;
-  }
-  if (lru_len > count_) return "LRU list longer than the table";
-  return "";
+  return CheckListsLocked();
 }
 
 }  // namespace kvtier::internal

@@ -1,9 +1,10 @@
 // MemoryTier: the resident blocks of a cache, keyed by prefix hash.
 //
 // The chained hash already names a block's whole path, so the "trie" is a
-// hash table of BlockNodes with parent hashes (LevelDB util/cache.cc style:
-// a hand-made chained table and intrusive lists). Each node is on exactly one
-// of:
+// hash index of BlockNodes with parent hashes: nodes in a slab (one cache
+// line each, stable addresses), an open-addressing index of 8-byte slots
+// (hash_index.h), and intrusive lists linked by 32-bit slab index. Each node
+// is on exactly one of:
 //   - the in-use list: pinned by at least one lease (never evicted);
 //   - the LRU list: unpinned *leaves* (no resident children), oldest first;
 //   - neither: unpinned nodes that still have resident children.
@@ -21,11 +22,14 @@
 #include <cstdint>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kvtier/hash.h"
 #include "kvtier/status.h"
 #include "memory/block_node.h"
+#include "memory/hash_index.h"
+#include "memory/node_slab.h"
 
 namespace kvtier::internal {
 
@@ -100,29 +104,32 @@ class MemoryTier {
   std::string CheckInvariants() const;
 
  private:
-  BlockNode* Find(const Hash128& hash) const;
-  void TableInsert(BlockNode* node);
-  void TableRemove(BlockNode* node);
-  void Grow();
+  BlockNode* Node(uint32_t i) const { return slab_.Get(i); }
+  BlockNode* Find(const Hash128& hash) const { return index_.Find(hash); }
   void ListRemove(BlockNode* node);
-  void PushHot(BlockNode::List list, BlockNode* node);
+  void PushHot(uint32_t list, BlockNode* node);
   void PushCold(BlockNode* node);
+  void LinkAfter(BlockNode* after, BlockNode* node, uint32_t list);
   void PlaceLeafByTick(BlockNode* node);
   void PinLocked(BlockNode* node);
   void EvictOneLocked(std::vector<EvictedBlock>* evicted);
   void RemoveLocked(BlockNode* node, std::vector<EvictedBlock>* evicted);
+  std::string CheckListsLocked() const;
+
+  // Slab indices of the two list heads (dummy nodes).
+  static constexpr uint32_t kLruHead = 0;    // Node(kLruHead)->next is the coldest leaf
+  static constexpr uint32_t kInUseHead = 1;  // pinned nodes
 
   mutable std::mutex mu_;
   const uint64_t budget_;
   // Guarded by mu_:
-  std::vector<BlockNode*> buckets_;
-  size_t count_ = 0;
+  NodeSlab slab_;
+  HashIndex index_{&slab_};
   uint64_t bytes_ = 0;
+  uint64_t buffer_overhead_ = 0;  // buffer bytes beyond the payloads (headers, tokens)
   uint64_t pinned_ = 0;
-  uint64_t tick_ = 0;
+  uint32_t tick_ = 0;
   uint64_t evictions_ = 0;
-  BlockNode lru_;     // dummy head: lru_.next is the coldest leaf
-  BlockNode in_use_;  // dummy head of pinned nodes
 };
 
 }  // namespace kvtier::internal
