@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """One in-memory lookup through Python (the kvtier package), through the C
 ABI and through the C++ API, in one invocation: runs kvtier-capi-bench (C++
-and C figures, Google Benchmark medians) and times the Python binding on
-an identical cache with timeit, then prints each figure as a ratio of the
+and C figures, Google Benchmark, before and after the Python part) and
+times the Python binding on an identical cache with timeit (every figure
+the minimum of 7 repetitions: the one least disturbed by other load), then
+prints each figure as a ratio of the
 C++ call for the same prompt size.
 
   python3 tools/bench/capi_overhead.py \
@@ -14,7 +16,6 @@ Python's lookup: `with cache.lookup(tokens) as lease:` plus lease.block(i)
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import timeit
@@ -29,14 +30,13 @@ def prompt(blocks):
 
 def run_native(bench):
     out = subprocess.run([bench, "--benchmark_format=json", "--benchmark_repetitions=7",
-                          "--benchmark_report_aggregates_only=true",
-                          "--benchmark_min_time=0.2"],
+                          "--benchmark_min_time=0.1"],
                          check=True, capture_output=True, text=True).stdout
     ns = {}
     for b in json.loads(out)["benchmarks"]:
-        if b.get("aggregate_name") == "median":
+        if b.get("run_type") == "iteration":
             assert b["time_unit"] == "ns", b["time_unit"]
-            ns[b["run_name"]] = b["real_time"]
+            ns[b["run_name"]] = min(ns.get(b["run_name"], float("inf")), b["real_time"])
     return ns
 
 
@@ -61,7 +61,7 @@ def run_python(lib):
                 assert lease.num_blocks == n, lease.num_blocks
             number = 20000 // n
             runs = timeit.repeat(lookup, number=number, repeat=7)
-            ns["py_lookup/%d" % n] = statistics.median(runs) / number * 1e9
+            ns["py_lookup/%d" % n] = min(runs) / number * 1e9
     return ns
 
 
@@ -70,8 +70,12 @@ def main():
     ap.add_argument("--bench", required=True, help="path of kvtier-capi-bench (Release build)")
     ap.add_argument("--lib", required=True, help="path of libkvtier.so of the same build")
     args = ap.parse_args()
-    ns = run_native(args.bench)
-    ns.update(run_python(os.path.abspath(args.lib)))
+    # Native before and after Python, so a change of machine load during
+    # the run does not favour one side; every figure is a minimum.
+    before = run_native(args.bench)
+    ns = run_python(os.path.abspath(args.lib))
+    after = run_native(args.bench)
+    ns.update({k: min(before[k], after[k]) for k in before})
     print("%-14s %12s %10s" % ("call", "ns/lookup", "vs C++"))
     for n in SIZES:
         base = ns["cpp_lookup/%d" % n]
