@@ -2,12 +2,14 @@
 // BufferPool that recycles its large allocations.
 #include <catch2/catch.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <thread>
 #include <vector>
 
 #include "memory/block_buffer.h"
 #include "memory/buffer_pool.h"
+#include "memory/chunk_arena.h"
 
 using namespace kvtier;
 using namespace kvtier::internal;
@@ -80,8 +82,9 @@ TEST_CASE("copies released on many threads free the bytes exactly once") {
 }
 
 TEST_CASE("the pool hands a freed allocation of the same size to the next caller") {
-  BufferPool pool(1 << 20);
-  const size_t size = 256 * 1024;
+  BufferPool pool(4 << 20);
+  const size_t size = GENERATE(size_t{256 * 1024}, size_t{1536 * 1024});  // chunk slot, own allocation
+  INFO("size " << size);
   void* p = pool.Allocate(size);
   CHECK(pool.Stats().fresh == 1);
   pool.Free(p, size);
@@ -99,19 +102,55 @@ TEST_CASE("the pool hands a freed allocation of the same size to the next caller
   pool.Trim();
   CHECK(pool.Stats().kept_bytes == 0);
   CHECK(pool.Stats().kept_buffers == 0);
+  CHECK(pool.Stats().chunks == 0);
+}
+
+TEST_CASE("buffers of one size are carved from one huge-page chunk") {
+  BufferPool pool(16 << 20);
+  const size_t size = 256 * 1024 + 80;  // a 256 KiB block with its header and 16 tokens
+  std::vector<void*> ps;
+  for (int i = 0; i < 40; ++i) ps.push_back(pool.Allocate(size));
+  CHECK(reinterpret_cast<uintptr_t>(ps[0]) % ChunkArena::kChunkBytes == 0);
+  for (int i = 1; i < 31; ++i)
+    CHECK(static_cast<char*>(ps[i]) - static_cast<char*>(ps[0]) == static_cast<ptrdiff_t>(i * size));
+  CHECK(pool.Stats().chunks == 2);  // 31 slots of this size fit in 8 MiB
+  for (void* p : ps) static_cast<char*>(p)[size - 1] = 1;  // every byte is usable
+  // Trim gives back the pages of free slots but not chunks still in use.
+  pool.Free(ps[0], size);
+  pool.Trim();
+  CHECK(pool.Stats().chunks == 2);
+  CHECK(pool.Stats().kept_bytes == 0);
+  void* again = pool.Allocate(size);  // the discarded slot is reused (fresh pages)
+  CHECK(again == ps[0]);
+  ps[0] = again;
+  for (void* p : ps) pool.Free(p, size);
+  pool.Trim();
+  CHECK(pool.Stats().chunks == 0);
 }
 
 TEST_CASE("the pool keeps at most its cap and never keeps small allocations") {
-  BufferPool pool(3 * 100000);
+  const size_t size = GENERATE(size_t{100000}, size_t{1536 * 1024});
+  INFO("size " << size);
+  BufferPool pool(3 * size);
   std::vector<void*> ps;
-  for (int i = 0; i < 5; ++i) ps.push_back(pool.Allocate(100000));
-  for (void* p : ps) pool.Free(p, 100000);
-  CHECK(pool.Stats().kept_buffers == 3);
-  CHECK(pool.Stats().kept_bytes == 300000);
+  for (int i = 0; i < 5; ++i) ps.push_back(pool.Allocate(size));
+  for (void* p : ps) {
+    pool.Free(p, size);
+    CHECK(pool.Stats().kept_bytes <= 3 * size);
+  }
   CHECK(pool.Stats().dropped == 2);
+  if (size <= ChunkArena::kMaxSlotBytes) {
+    // The chunk emptied with more than half the cap kept: it went back whole.
+    CHECK(pool.Stats().chunks == 0);
+    CHECK(pool.Stats().kept_bytes == 0);
+  } else {
+    CHECK(pool.Stats().kept_buffers == 3);
+    CHECK(pool.Stats().kept_bytes == 3 * size);
+  }
+  const uint64_t kept = pool.Stats().kept_buffers;
   void* small = pool.Allocate(BufferPool::kMinPooledBytes - 1);
   pool.Free(small, BufferPool::kMinPooledBytes - 1);
-  CHECK(pool.Stats().kept_buffers == 3);
+  CHECK(pool.Stats().kept_buffers == kept);
   CHECK(pool.Stats().fresh == 5);  // small allocations are not counted
 }
 

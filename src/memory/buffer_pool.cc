@@ -27,6 +27,13 @@ void* BufferPool::SystemAllocate(size_t bytes) {
 
 void* BufferPool::Allocate(size_t bytes) {
   if (bytes < kMinPooledBytes) return SystemAllocate(bytes);
+  if (bytes <= ChunkArena::kMaxSlotBytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool reused = false;
+    void* p = arena_.Allocate(bytes, &reused);
+    ++(reused ? stats_.reused : stats_.fresh);
+    return p;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = kept_.find(bytes);
@@ -45,9 +52,15 @@ void* BufferPool::Allocate(size_t bytes) {
 
 void BufferPool::Free(void* p, size_t bytes) noexcept {
   if (p == nullptr) return;
+  if (bytes >= kMinPooledBytes && bytes <= ChunkArena::kMaxSlotBytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const size_t room = max_kept_ > stats_.kept_bytes ? max_kept_ - stats_.kept_bytes : 0;
+    if (!arena_.Free(p, bytes, room)) ++stats_.dropped;
+    return;
+  }
   if (bytes >= kMinPooledBytes) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stats_.kept_bytes + bytes <= max_kept_) {
+    if (stats_.kept_bytes + arena_.kept_bytes() + bytes <= max_kept_) {
       try {
         kept_[bytes].push_back(p);
         stats_.kept_bytes += bytes;
@@ -69,6 +82,7 @@ void BufferPool::Trim() {
     kept.swap(kept_);
     stats_.kept_bytes = 0;
     stats_.kept_buffers = 0;
+    arena_.Trim();
   }
   for (auto& [bytes, list] : kept)
     for (void* p : list) std::free(p);
@@ -76,7 +90,11 @@ void BufferPool::Trim() {
 
 BufferPoolStats BufferPool::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  BufferPoolStats s = stats_;
+  s.kept_bytes += arena_.kept_bytes();
+  s.kept_buffers += arena_.kept_slots();
+  s.chunks = arena_.chunks();
+  return s;
 }
 
 }  // namespace kvtier::internal

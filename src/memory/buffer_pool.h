@@ -14,6 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "memory/chunk_arena.h"
+
 namespace kvtier::internal {
 
 struct BufferPoolStats {
@@ -22,16 +24,20 @@ struct BufferPoolStats {
   uint64_t reused = 0;        // Allocate() served from the kept ones
   uint64_t fresh = 0;         // pooled-size Allocate() that went to the system
   uint64_t dropped = 0;       // Free() that went to the system (over the cap)
+  uint64_t chunks = 0;        // ChunkArena chunks held
 };
 
-// Thread-safe. Allocations of at least kMinPooledBytes are kept on exact-size
-// free lists when freed, up to `max_kept_bytes` in total; beyond that, and
-// for smaller sizes, memory goes straight back to malloc. Allocations of at
-// least 2 MiB are 2 MiB-aligned and advised MADV_HUGEPAGE (transparent huge
-// pages in `madvise` mode), so they fault in 2 MiB at a time.
+// Thread-safe. Sizes below kMinPooledBytes are plain malloc. Sizes up to
+// ChunkArena::kMaxSlotBytes are slots of 8 MiB huge-page chunks
+// (chunk_arena.h); larger ones are kept on exact-size free lists when freed.
+// At most `max_kept_bytes` of freed memory stays resident in total (beyond it
+// larger buffers go back to malloc and chunk slots give their pages back),
+// and Trim() returns all of it. Allocations of at least 2 MiB are 2 MiB-
+// aligned and advised MADV_HUGEPAGE (transparent huge pages in `madvise`
+// mode), so they fault in 2 MiB at a time.
 class BufferPool {
  public:
-  static constexpr size_t kMinPooledBytes = 32 * 1024;
+  static constexpr size_t kMinPooledBytes = ChunkArena::kMinSlotBytes;
   static constexpr size_t kDefaultMaxKeptBytes = 64ull << 20;
   static constexpr size_t kHugePage = 2ull << 20;
 
@@ -60,7 +66,8 @@ class BufferPool {
   const size_t max_kept_;
   mutable std::mutex mu_;
   // Guarded by mu_:
-  std::unordered_map<size_t, std::vector<void*>> kept_;
+  std::unordered_map<size_t, std::vector<void*>> kept_;  // sizes above the arena's
+  ChunkArena arena_;
   BufferPoolStats stats_;
 };
 
