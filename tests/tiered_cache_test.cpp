@@ -151,6 +151,41 @@ TEST_CASE("evicted blocks spill and come back as disk hits in the same process")
   CHECK(cache->Stats().queue_blocks == 0);
 }
 
+TEST_CASE("a block the store already held is not queued for writing again when memory evicts it") {
+  // Size of one stored record, from a scratch store.
+  uint64_t record_bytes = 0;
+  auto a = test::Tokens(2 * kBs, 11), b = test::Tokens(2 * kBs, 12);
+  {
+    test::TempDir scratch;
+    auto cache = Open(Options(scratch.str(), 8));
+    InsertAll(*cache, a);
+    REQUIRE(cache->Flush().ok());
+    REQUIRE(cache->Stats().disk_records == 2);
+    record_bytes = cache->Stats().disk_bytes / 2;
+  }
+  test::TempDir dir;
+  auto o = Options(dir.str(), 8);
+  o.store_options.max_bytes = 3 * record_bytes;  // room for b, not for a and b
+  auto cache = Open(o);
+  InsertAll(*cache, a);
+  REQUIRE(cache->Flush().ok());  // a on disk, still resident
+  InsertAll(*cache, b);
+  REQUIRE(cache->Flush().ok());  // b on disk; the budget evicts a's tail (deepest first)
+  REQUIRE(cache->Stats().spills == 4);
+  REQUIRE(cache->Stats().disk_records == 3);
+  cache->Clear();  // a and b leave memory: all were stored, none is written again
+  REQUIRE(cache->Flush().ok());
+  CacheStats st = cache->Stats();
+  CHECK(st.spills == 4);
+  CHECK(st.disk_records == 3);
+  CHECK(st.queue_blocks == 0);
+  CHECK(cache->Lookup(a).num_blocks() == 1);  // the store's budget dropped its tail
+  Lease l = cache->Lookup(b);
+  CHECK(l.num_blocks() == 2);
+  CHECK(l.blocks_from_disk() == 2);
+  CHECK(Exact(*cache, l, b));
+}
+
 TEST_CASE("a prefix split across tiers (head on disk, tail in memory) is served whole and in order") {
   test::TempDir dir;
   auto cache = Open(Options(dir.str(), 8));

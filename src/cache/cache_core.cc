@@ -111,8 +111,21 @@ void CacheCore::LogSometimes(std::atomic<uint64_t>& counter, const std::string& 
 void CacheCore::HandleEvicted(std::vector<EvictedBlock>&& evicted) {
   if (evicted.empty()) return;
   // Called with store_mu_ held shared (or exclusive by Close).
-  if (spill_ != nullptr) spill_->Enqueue(ToJobs(std::move(evicted)));
-  evicted.clear();  // memory-only: the buffers are freed here, outside the memory lock
+  if (spill_ != nullptr) {
+    // A block the store already holds (promoted from it, or spilled before)
+    // only has its disk recency refreshed, as the spill worker did when it
+    // found such a job's record present; its buffer is freed here instead
+    // of waiting in the queue for an Exists probe. (If the store has since
+    // dropped it — its budget, a trim — it is not written back.)
+    std::vector<Hash128> on_disk;
+    std::erase_if(evicted, [&](EvictedBlock& b) {
+      if (b.on_disk) on_disk.push_back(b.hash);
+      return b.on_disk;
+    });
+    if (!evicted.empty()) spill_->Enqueue(ToJobs(std::move(evicted)));
+    if (!on_disk.empty()) spill_->EnqueueTouch(on_disk);
+  }
+  evicted.clear();  // the buffers are freed here, outside the memory lock
 }
 
 Lease CacheCore::Lookup(std::span<const Token> tokens) {
