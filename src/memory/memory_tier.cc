@@ -11,6 +11,10 @@ namespace {
 // last use before settling for the spot it reached.
 constexpr int kPlacementWalk = 32;
 
+// How many blocks ahead PinRun starts loading index slots (each probe of a
+// large index is a cache miss; this many overlap).
+constexpr size_t kPrefetchAhead = 8;
+
 // Ticks wrap at 2^32: `a` is no newer than `b` when it is at most 2^31 behind.
 bool NotNewer(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) <= 0; }
 
@@ -85,8 +89,11 @@ size_t MemoryTier::PinRun(std::span<const Hash128> hashes, size_t from, const Ha
                           std::vector<Hash128>* to_touch) {
   std::lock_guard<std::mutex> lock(mu_);
   const uint32_t tick = ++tick_;
+  for (size_t k = from; k < hashes.size() && k < from + kPrefetchAhead; ++k)
+    index_.Prefetch(hashes[k]);
   size_t i = from;
   for (; i < hashes.size(); ++i) {
+    if (i + kPrefetchAhead < hashes.size()) index_.Prefetch(hashes[i + kPrefetchAhead]);
     BlockNode* n = Find(hashes[i]);
     if (n == nullptr) break;
     const Hash128& parent = i == 0 ? seed : hashes[i - 1];
