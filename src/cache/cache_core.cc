@@ -108,8 +108,9 @@ void CacheCore::LogSometimes(std::atomic<uint64_t>& counter, const std::string& 
   if (n <= 3 || (n & (n - 1)) == 0) Log(message + (n > 1 ? " (occurrence " + std::to_string(n) + ")" : ""));
 }
 
-void CacheCore::HandleEvicted(std::vector<EvictedBlock>&& evicted) {
-  if (evicted.empty()) return;
+void CacheCore::HandleEvicted(std::vector<EvictedBlock>&& evicted,
+                              std::span<const Hash128> also_touch) {
+  if (evicted.empty() && also_touch.empty()) return;
   // Called with store_mu_ held shared (or exclusive by Close).
   if (spill_ != nullptr) {
     // A block the store already holds (promoted from it, or spilled before)
@@ -117,7 +118,7 @@ void CacheCore::HandleEvicted(std::vector<EvictedBlock>&& evicted) {
     // found such a job's record present; its buffer is freed here instead
     // of waiting in the queue for an Exists probe. (If the store has since
     // dropped it — its budget, a trim — it is not written back.)
-    std::vector<Hash128> on_disk;
+    std::vector<Hash128> on_disk(also_touch.begin(), also_touch.end());
     std::erase_if(evicted, [&](EvictedBlock& b) {
       if (b.on_disk) on_disk.push_back(b.hash);
       return b.on_disk;
@@ -209,6 +210,9 @@ size_t CacheCore::PromoteRun(std::span<const Hash128> hashes, size_t from,
   if (!to_read.empty()) store_->MultiGet(to_read, &values, &statuses);
 
   std::vector<Hash128> from_disk;
+  // What the run evicts is handed on once, after it: one wake-up of a spill
+  // worker per run instead of one per block.
+  std::vector<EvictedBlock> evicted;
   size_t promoted = 0, read_index = 0;
   for (size_t k = 0; k < run; ++k) {
     const size_t idx = from + k;
@@ -246,10 +250,8 @@ size_t CacheCore::PromoteRun(std::span<const Hash128> hashes, size_t from,
     }
     BlockNode* node = nullptr;
     bool inserted = false;
-    std::vector<EvictedBlock> evicted;
     Status s = memory_.Insert(key, parent, static_cast<uint32_t>(idx), std::move(buffer), on_disk,
                               /*pin=*/true, &node, &inserted, &evicted);
-    HandleEvicted(std::move(evicted));
     if (!s.ok()) break;  // no room to pin it: the match ends here
     lease->blocks_.push_back(node);
     ++promoted;
@@ -258,10 +260,8 @@ size_t CacheCore::PromoteRun(std::span<const Hash128> hashes, size_t from,
       counters_.promotions.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  if (!from_disk.empty()) {
-    memory_.MarkOnDisk(from_disk, NowMs());
-    spill_->EnqueueTouch(from_disk);
-  }
+  if (!from_disk.empty()) memory_.MarkOnDisk(from_disk, NowMs());
+  HandleEvicted(std::move(evicted), from_disk);
   return promoted;
 }
 

@@ -65,7 +65,10 @@ class CacheCore : public std::enable_shared_from_this<CacheCore> {
   // Drains the spill queue, writes resident blocks the store lacks, syncs.
   // REQUIRES: store_mu_ held (shared or exclusive).
   Status FlushLocked();
-  void HandleEvicted(std::vector<internal::EvictedBlock>&& evicted);
+  // Hands evicted blocks the store lacks to the spill queue, refreshes the
+  // disk recency of those it holds and of `also_touch`, frees the rest.
+  void HandleEvicted(std::vector<internal::EvictedBlock>&& evicted,
+                     std::span<const Hash128> also_touch = {});
   uint32_t NowMs() const;
   void Log(const std::string& message) const;
   // Logs the first occurrences of a kind of problem, then every 2^k-th.

@@ -91,8 +91,10 @@ void SpillQueue::EnqueueTouch(std::span<const Hash128> hashes) {
   if (hashes.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_ || touches_.size() >= kMaxPendingTouches) return;
+  const bool was_empty = touches_.empty();
   touches_.insert(touches_.end(), hashes.begin(), hashes.end());
-  work_cv_.notify_one();
+  // Pending touches already woke a worker, which takes them all at once.
+  if (was_empty) work_cv_.notify_one();
 }
 
 bool SpillQueue::Find(const Hash128& hash, SpillJob* job) const {
