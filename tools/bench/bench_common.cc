@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -120,6 +121,16 @@ uint64_t ProcessMinorFaults() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<uint64_t>(ru.ru_minflt);
+}
+
+uint64_t ProcessWrittenBytes() {
+  std::ifstream io("/proc/self/io");
+  std::string field;
+  uint64_t value = 0;
+  while (io >> field >> value) {
+    if (field == "wchar:") return value;
+  }
+  return 0;
 }
 
 double WaitForIdle(double max_seconds) {

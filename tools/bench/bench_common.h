@@ -95,6 +95,10 @@ double ProcessCpuSeconds();
 // Minor page faults of this process so far (fresh memory touched).
 uint64_t ProcessMinorFaults();
 
+// Bytes this process (every thread) has handed to write(2) and friends so
+// far (`wchar` of /proc/self/io); 0 where that file is unreadable.
+uint64_t ProcessWrittenBytes();
+
 // Waits until this process is idle (under 5% of one core over 200 ms, so
 // RocksDB's background flushes and compactions are done), at most
 // `max_seconds`. Returns the seconds waited.

@@ -18,6 +18,7 @@ struct WorkTime {
   double write_s = 0;
   double read_s = 0;
   uint64_t files_bytes = 0;
+  uint64_t written_bytes = 0;  // handed to write(2) by the write phase, all threads
   uint64_t blocks_read = 0;
   uint64_t blocks_written = -1;  // kvtier: Stats().spills (records written)
   uint64_t blocks_rewritten = 0;  // kvtier: spills while only reading
@@ -37,6 +38,7 @@ WorkTime RunKvtier(const BenchContext& ctx, const BlockLayout& layout, const Pay
   CheckOk(Cache::Open(o, &cache), "open cache (stores)");
   WorkTime t;
   std::vector<std::span<const std::byte>> payloads(kBlocksPerPrompt);
+  const uint64_t written0 = ProcessWrittenBytes();
   Stopwatch w;
   for (size_t p = 0; p < prompts.size(); ++p) {
     for (size_t j = 0; j < kBlocksPerPrompt; ++j) payloads[j] = pool.Get(p * kBlocksPerPrompt + j);
@@ -49,6 +51,8 @@ WorkTime RunKvtier(const BenchContext& ctx, const BlockLayout& layout, const Pay
   // the store (not Clear(): it re-queues evicted blocks for writing).
   CheckOk(cache->Close(), "close (stores)");
   cache.reset();
+  // Close() ends RocksDB's background flush: the blob files are written.
+  t.written_bytes = ProcessWrittenBytes() - written0;
   CheckOk(Cache::Open(o, &cache), "reopen cache (stores)");
   w.Reset();
   for (const auto& p : prompts) t.blocks_read += cache->Lookup(p).blocks_from_disk();
@@ -68,6 +72,7 @@ WorkTime RunBaseline(BaselineStore* store, const BlockLayout& layout, const Payl
   }
   WorkTime t;
   std::vector<std::span<const std::byte>> payloads(kBlocksPerPrompt);
+  const uint64_t written0 = ProcessWrittenBytes();
   Stopwatch w;
   for (size_t p = 0; p < prompts.size(); ++p) {
     // A server hashes its prompt too: keep that work on both sides.
@@ -78,6 +83,7 @@ WorkTime RunBaseline(BaselineStore* store, const BlockLayout& layout, const Payl
   }
   CheckOk(store->Sync(), "baseline sync");
   t.write_s = w.Seconds();
+  t.written_bytes = ProcessWrittenBytes() - written0;
   std::vector<std::byte> out(layout.block_bytes());
   w.Reset();
   for (size_t p = 0; p < prompts.size(); ++p) {
@@ -98,6 +104,7 @@ nlohmann::json ToJson(const WorkTime& t, double raw) {
                       {"read_mb_per_s", MBps(raw, t.read_s)},
                       {"spill_promote_mb_per_s", MBps(2 * raw, t.total())},
                       {"files_mb", t.files_bytes / 1e6},
+                      {"written_mb", t.written_bytes / 1e6},
                       {"blocks_read", t.blocks_read}};
   if (t.blocks_written != uint64_t(-1)) {
     j["blocks_written"] = t.blocks_written;
