@@ -20,6 +20,7 @@
 #include "kvtier/cache.h"
 #include "kvtier/record.h"
 #include "reliability/reliability_util.h"
+#include "store/record_log.h"
 #include "test_util.h"
 
 using namespace kvtier;
@@ -50,8 +51,10 @@ std::string KeyBytes(const Hash128& key) {
   return std::string(reinterpret_cast<const char*>(k), 16);
 }
 
-// The store's records column family, opened directly: how damage on disk
-// looks to kvtier (it bypasses every check of the store).
+// The store's records, reached behind its back: the records column family
+// opened directly, and the record segments its locations point into. Get
+// reads a record's bytes; Put appends new bytes to a segment of its own
+// (through RecordLog, as the store writes) and points the key at them.
 class RawRecords {
  public:
   explicit RawRecords(const std::string& dir) {
@@ -65,24 +68,34 @@ class RawRecords {
     for (size_t i = 0; i < names.size(); ++i)
       if (names[i] == rocksdb::kDefaultColumnFamilyName) records_ = handles_[i];
     REQUIRE(records_ != nullptr);
+    REQUIRE(RecordLog::Open(dir + "/segments", rocksdb::FileSystem::Default(), /*read_only=*/false,
+                            64ull << 20, &log_)
+                .ok());
   }
   ~RawRecords() {
+    REQUIRE(log_->Seal().ok());
     for (auto* h : handles_) (void)db_->DestroyColumnFamilyHandle(h);
     (void)db_->Close();
   }
   std::string Get(const Hash128& key) {
     std::string v;
     REQUIRE(db_->Get(rocksdb::ReadOptions(), records_, KeyBytes(key), &v).ok());
+    RecordLocation at;
+    REQUIRE(DecodeLocation(v, &at));
+    REQUIRE(log_->Read(at, &v).ok());
     return v;
   }
   void Put(const Hash128& key, const std::string& value) {
-    REQUIRE(db_->Put(rocksdb::WriteOptions(), records_, KeyBytes(key), value).ok());
+    RecordLocation at;
+    REQUIRE(log_->Append(key, value, &at).ok());
+    REQUIRE(db_->Put(rocksdb::WriteOptions(), records_, KeyBytes(key), EncodeLocation(at)).ok());
   }
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* records_ = nullptr;
+  std::unique_ptr<RecordLog> log_;
 };
 
 enum class Damage {

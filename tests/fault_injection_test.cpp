@@ -29,7 +29,7 @@ using test::FaultFileSystem;
 
 namespace {
 
-// 8 KiB blocks: their records (about 6 KiB) go to blob files.
+// 8 KiB blocks: records of about 6 KiB.
 Namespace FaultNamespace() {
   BlockLayout l;
   l.num_layers = 2;
@@ -106,7 +106,7 @@ void InsertPrompt(CacheCore* core, const std::vector<Token>& t, Status* status) 
 }
 
 // A store holding `prompts`, created without faults. With `compact`, the
-// records end up in blob files (not only in the WAL and memtable).
+// records are rewritten into fresh segments (and RocksDB's tables too).
 void MakeTemplate(const std::string& dir, const std::vector<std::vector<Token>>& prompts,
                   bool compact = false) {
   LogSink sink;
@@ -474,10 +474,10 @@ TEST_CASE("a bad sector under records is always detected: never a wrong block, c
   const std::string dir = tmp.sub("store");
   std::vector<std::vector<Token>> prompts;
   for (uint64_t i = 0; i < 24; ++i) prompts.push_back(test::Tokens(kBlocks * 4, 7000 + i));
-  MakeTemplate(dir, prompts, /*compact=*/true);  // records in blob files
+  MakeTemplate(dir, prompts, /*compact=*/true);
 
   auto fs = std::make_shared<FaultFileSystem>();
-  fs->CorruptBlobReads(true);
+  fs->CorruptRecordReads(true);
   LogSink sink;
   const CacheOptions o = Options(dir, &sink);
   std::unique_ptr<BlockStore> store;

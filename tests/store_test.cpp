@@ -632,13 +632,13 @@ TEST_CASE("a store of another format version is refused with NotSupported") {
   OpenStore(dir.str());
   EditSys(dir.str(), [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* sys) {
     return db->Put(rocksdb::WriteOptions(), sys, store_format::kFormatKey,
-                   store_format::EncodeFormatVersion(2));
+                   store_format::EncodeFormatVersion(kStoreFormatVersion + 1));
   });
   std::unique_ptr<BlockStore> store;
   Status s = OpenBlockStore(dir.str(), StoreOptions(), &store);
   REQUIRE(s.IsNotSupported());
-  CHECK_THAT(s.message(), Catch::Contains("format version 2") &&
-                              Catch::Contains("reads format version 1"));
+  CHECK_THAT(s.message(), Catch::Contains("format version 3") &&
+                              Catch::Contains("reads format versions 1 and 2"));
   StoreOptions ro;
   ro.read_only = true;
   CHECK(OpenBlockStore(dir.str(), ro, &store).IsNotSupported());

@@ -24,9 +24,12 @@
 
 namespace kvtier {
 
-// The on-disk layout of a store directory (column families, metadata keys).
-// A store written with another version is refused with NotSupported.
-inline constexpr uint32_t kStoreFormatVersion = 1;
+// The on-disk layout of a store directory (column families, metadata keys,
+// record segments). Stores of format 1 (records inline in RocksDB) are read
+// and upgraded by a writing open; any other version is refused with
+// NotSupported.
+inline constexpr uint32_t kStoreFormatVersion = 2;
+inline constexpr uint32_t kInlineRecordsFormatVersion = 1;
 
 struct StoreOptions {
   // Budget for the stored (compressed) bytes of all records. Records are

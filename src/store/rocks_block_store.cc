@@ -77,6 +77,13 @@ void RocksBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::s
                            : FromRocks(found[i], "reading record " + keys[i].ToHex());
     }
     pins[i].Reset();
+    if ((*statuses)[i].ok()) {
+      Status r = ResolveRecord(keys[i], &value);
+      if (!r.ok()) {
+        value.clear();
+        (*statuses)[i] = r;
+      }
+    }
   }
 }
 
@@ -127,9 +134,7 @@ Status RocksBlockStore::Put(std::span<const std::string_view> records) {
   std::vector<uint8_t> found;
   s = LoadMetas(db_.get(), cf_, keys, &stored, &found);
   if (!s.ok()) return AfterWriteFailure(s);
-  size_t reserve = 0;
-  for (size_t i = 0; i < n; ++i) reserve += records[i].size() + 256;  // + metadata and indexes
-  StoreMutation mutation(db_.get(), cf_, &state_, reserve);
+  StoreMutation mutation(db_.get(), cf_, &state_, /*reserve_bytes=*/n * 256);
   const uint64_t seq = mutation.TakeSeq();
   const int64_t now = NowMicros();
   std::unordered_set<Hash128, Hash128Hasher> seen;
@@ -140,8 +145,15 @@ Status RocksBlockStore::Put(std::span<const std::string_view> records) {
     } else {
       incoming[i].access_seq = seq;
       incoming[i].last_access_us = now;
-      mutation.AddRecord(incoming[i], records[i]);
+      RecordLocation location;
+      s = log_->Append(keys[i], records[i], &location);
+      if (!s.ok()) return s.WithContext("nothing written");  // appended frames are dead space
+      mutation.AddRecord(incoming[i], EncodeLocation(location));
     }
+  }
+  if (options_.sync_writes) {
+    s = log_->Sync();
+    if (!s.ok()) return s.WithContext("nothing written");
   }
   s = mutation.Commit(write_options_);
   if (!s.ok()) return AfterWriteFailure(s);
@@ -155,6 +167,7 @@ Status RocksBlockStore::Put(std::span<const std::string_view> records) {
       (void)AfterWriteFailure(e);
     }
   }
+  (void)CollectSegments(/*max_segments=*/1);  // logs its errors; the records are written
   return Status::OK();
 }
 
@@ -201,6 +214,7 @@ Status RocksBlockStore::Delete(std::span<const Hash128> keys) {
   s = mutation.Commit(write_options_);
   if (!s.ok()) return AfterWriteFailure(s);
   Publish();
+  (void)CollectSegments(/*max_segments=*/0);
   return s;
 }
 
@@ -209,6 +223,8 @@ Status RocksBlockStore::Flush() {
   std::lock_guard<std::mutex> lock(mu_);
   Status open = EnsureOpenLocked();
   if (!open.ok()) return open;
+  // Record bytes first: a durable location must name durable bytes.
+  if (Status l = log_->Sync(); !l.ok()) return l;
   rocksdb::Status s = db_->FlushWAL(/*sync=*/true);
   if (!s.ok()) return AfterWriteFailure(FromRocks(s, "syncing the WAL of " + dir_));
   return Status::OK();
@@ -363,8 +379,9 @@ void RocksBlockStore::Publish() {
 }
 
 uint64_t RocksBlockStore::FilesBytes() const {
-  // SST and blob files plus the WAL: what the records cost on disk.
-  uint64_t total = 0;
+  // Record segments, SST and blob files plus the WAL: what the records
+  // cost on disk.
+  uint64_t total = log_ != nullptr ? log_->total_bytes() : 0;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     const std::string ext = entry.path().extension().string();

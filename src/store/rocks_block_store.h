@@ -1,12 +1,21 @@
 // RocksBlockStore: the embedded disk tier, a BlockStore in one RocksDB
 // directory (see store_format.h for what the directory holds).
 //
-// Records go to the default column family with RocksDB's integrated BlobDB
-// (values >= 4 KiB in blob files, no RocksDB compression: records are zstd
-// already). Metadata, the recency index, the parent->child index and the
-// manifest live in small column families beside them, written in the same
-// WriteBatch as the records they describe, so a crash never leaves them
-// disagreeing.
+// Record bytes go to append-only segment files (record_log.h), written once;
+// the default column family holds each record's location. Metadata, the
+// recency index, the parent->child index and the manifest live in small
+// column families beside them, written in the same WriteBatch as the
+// locations, after the record bytes are in their segment, so a crash never
+// leaves them disagreeing (a record appended whose batch never committed is
+// dead space). Stores of format 1 held records inline in the default family
+// (BlobDB); they are still read, and upgraded to format 2 by a writing open.
+//
+// Segments: the collector (store_segments.cc) reclaims the space of deleted
+// records. When the segment files hold more than a quarter (and two
+// segments) above the live records, the oldest sealed segment's live
+// records are appended again (synced, their locations committed with a
+// synced WAL write) and the segment is deleted; a Put collects at most one
+// segment, deletions and trims as many as needed, Compact() all of them.
 //
 // Budget and counters: the store counts records, raw and stored bytes (in
 // total and per namespace) in memory and writes their absolute values into
@@ -70,6 +79,7 @@
 #include <rocksdb/env.h>
 
 #include "kvtier/store.h"
+#include "store/record_log.h"
 #include "store/store_mutation.h"
 
 namespace kvtier {
@@ -154,10 +164,28 @@ class RocksBlockStore final : public BlockStore {
   // descendants) while stored bytes exceed `budget`; add to `result`.
   Status EvictToBudget(uint64_t budget, TrimResult* result);
 
+  // store_segments.cc. Readers (db_mu_ held shared): reads the record at
+  // the location *value names into *value (a format-1 inline record is left
+  // as it is). Retries once through the key's current location if the
+  // collector removed the segment meanwhile.
+  Status ResolveRecord(const Hash128& key, std::string* value);
+  // Writers, REQUIRE: mu_ held.
+  // Collects sealed segments while their dead space is above the threshold
+  // above: at most `max_segments` of them (0 = no limit). Errors are
+  // logged and returned; the records stay where they were.
+  Status CollectSegments(size_t max_segments);
+  // Moves the live records of `segment` to the active one, then deletes it.
+  Status CollectSegment(uint32_t segment);
+  // Live records of `segment`: walks its frames, or (a damaged frame
+  // header) scans every location.
+  Status LiveRecordsOf(uint32_t segment,
+                       std::vector<std::pair<Hash128, RecordLocation>>* live);
+
   const std::string dir_;
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::shared_ptr<rocksdb::Env> env_;  // null: RocksDB's default
+  std::unique_ptr<RecordLog> log_;     // record bytes; opened after db_
   // Held shared by readers while they use db_, exclusively (with mu_) while
   // the database is closed and reopened. Writers hold mu_ instead.
   mutable std::shared_mutex db_mu_;

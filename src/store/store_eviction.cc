@@ -1,5 +1,5 @@
 // RocksBlockStore: eviction to the budget, trims, namespace drops and
-// compaction. Every deletion takes the record's descendants with it.
+// compaction (segment collection is in store_segments.cc). Every deletion takes the record's descendants with it.
 #include <functional>
 #include <unordered_set>
 
@@ -164,7 +164,8 @@ Status RocksBlockStore::TrimToBytes(uint64_t max_bytes, TrimResult* result) {
   s = EnsureOpenLocked();
   if (!s.ok()) return s;
   s = EvictToBudget(max_bytes, result);
-  return s.ok() ? s : AfterWriteFailure(s);
+  if (!s.ok()) return AfterWriteFailure(s);
+  return CollectSegments(/*max_segments=*/0);
 }
 
 Status RocksBlockStore::TrimOlderThan(int64_t unix_us, TrimResult* result) {
@@ -191,7 +192,8 @@ Status RocksBlockStore::TrimOlderThan(int64_t unix_us, TrimResult* result) {
     *result = walk.committed();
     Publish();
   }  // the walk's iterator is gone before a reopen
-  return s.ok() ? s : AfterWriteFailure(s);
+  if (!s.ok()) return AfterWriteFailure(s);
+  return CollectSegments(/*max_segments=*/0);
 }
 
 Status RocksBlockStore::DropNamespace(const Hash128& fingerprint, TrimResult* result) {
@@ -225,7 +227,8 @@ Status RocksBlockStore::DropNamespace(const Hash128& fingerprint, TrimResult* re
     *result = walk.committed();
     Publish();
   }  // the walk's iterator is gone before a reopen
-  return s.ok() ? s : AfterWriteFailure(s);
+  if (!s.ok()) return AfterWriteFailure(s);
+  return CollectSegments(/*max_segments=*/0);
 }
 
 Status RocksBlockStore::Compact(CompactResult* result) {
@@ -233,6 +236,19 @@ Status RocksBlockStore::Compact(CompactResult* result) {
   Status s = CheckWritable();
   if (!s.ok()) return s;
   result->files_bytes_before = FilesBytes();
+  {
+    // Every segment, the active one included, is rewritten with only its
+    // live records.
+    std::lock_guard<std::mutex> lock(mu_);
+    s = EnsureOpenLocked();
+    if (s.ok()) s = log_->Seal();
+    for (uint32_t segment : s.ok() ? log_->SealedSegments() : std::vector<uint32_t>()) {
+      s = CollectSegment(segment);
+      if (!s.ok()) break;
+    }
+    if (s.ok()) s = log_->Seal();
+    if (!s.ok()) return s;
+  }
   rocksdb::CompactRangeOptions options;
   options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
   // Rewrite the live blobs of every blob file so files holding deleted

@@ -86,9 +86,9 @@ NamespaceEntry* StoreMutation::PendingNamespace(const Hash128& fingerprint, bool
   return &entry;
 }
 
-void StoreMutation::AddRecord(const RecordMeta& meta, std::string_view record) {
+void StoreMutation::AddRecord(const RecordMeta& meta, std::string_view location) {
   const std::string key = fmt::EncodeKey(meta.key);
-  batch_.Put(cf_.records, key, AsSlice(record));
+  batch_.Put(cf_.records, key, AsSlice(location));
   batch_.Put(cf_.meta, key, fmt::EncodeMeta(meta));
   batch_.Put(cf_.lru, fmt::LruKey(meta.access_seq, meta.depth, meta.key), rocksdb::Slice());
   batch_.Put(cf_.children, fmt::ChildKey(meta.parent, meta.key), rocksdb::Slice());
@@ -101,6 +101,11 @@ void StoreMutation::AddRecord(const RecordMeta& meta, std::string_view record) {
   ns->raw_bytes += meta.raw_bytes;
   ns->stored_bytes += meta.stored_bytes;
   ns->last_use_us = std::max(ns->last_use_us, meta.last_access_us);
+  ++operations_;
+}
+
+void StoreMutation::Relocate(const Hash128& key, std::string_view location) {
+  batch_.Put(cf_.records, fmt::EncodeKey(key), AsSlice(location));
   ++operations_;
 }
 

@@ -1,5 +1,5 @@
-// StoreMutation: one atomic change to a RocksDB store. It gathers record,
-// metadata and index writes in a rocksdb::WriteBatch together with the
+// StoreMutation: one atomic change to a RocksDB store. It gathers record
+// location, metadata and index writes in a rocksdb::WriteBatch together with the
 // counters they change, writes the new counters (absolute values) into the
 // same batch, and applies them to the in-memory WriterState only once the
 // batch is durable in the WAL. So the persisted counters always match the
@@ -65,10 +65,13 @@ class StoreMutation {
   // Takes the next access sequence number for this batch.
   uint64_t TakeSeq();
 
-  // Writes a record that is not in the store yet, with `meta` (whose
-  // access_seq and last_access_us are already set). Registers an unknown
-  // namespace fingerprint with an empty Namespace.
-  void AddRecord(const RecordMeta& meta, std::string_view record);
+  // Adds a record that is not in the store yet, with `meta` (whose
+  // access_seq and last_access_us are already set) and `location` (its
+  // EncodeLocation() in the record log). Registers an unknown namespace
+  // fingerprint with an empty Namespace.
+  void AddRecord(const RecordMeta& meta, std::string_view location);
+  // Points a stored record at its new location (the segment collector).
+  void Relocate(const Hash128& key, std::string_view location);
   // Marks a stored record as used at (seq, now_us): moves its `lru` entry
   // and updates *meta in place and in the batch.
   void Refresh(RecordMeta* meta, uint64_t seq, int64_t now_us);

@@ -31,6 +31,17 @@ namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
 
+// The record log's directory inside the store directory.
+constexpr char kSegmentsDir[] = "segments";
+
+// Segments of 1/16 of the budget (1-64 MiB): the collector's dead space
+// allowance (two segments) stays small beside the budget, and a Put that
+// collects a segment copies at most 64 MiB.
+uint64_t SegmentBytes(uint64_t max_bytes) {
+  if (max_bytes == 0) return 64 * kMiB;
+  return std::clamp<uint64_t>(max_bytes / 16, kMiB, 64 * kMiB);
+}
+
 // RocksDB's diagnostics for a read-only open go to the caller's sink: a
 // read-only inspector must not rotate the LOG file of a store that another
 // process is writing.
@@ -301,6 +312,13 @@ Status RocksBlockStore::Open(const std::string& dir, const StoreOptions& options
     std::lock_guard<std::mutex> lock(opened->mu_);
     s = opened->LoadState(fresh);
   }
+  if (s.ok()) {
+    // After the database: its lock keeps a second writer out of the log too.
+    s = RecordLog::Open(
+        (std::filesystem::path(dir) / kSegmentsDir).string(),
+        opened->env_ != nullptr ? opened->env_->GetFileSystem() : rocksdb::FileSystem::Default(),
+        options.read_only, SegmentBytes(options.max_bytes), &opened->log_);
+  }
   if (!s.ok()) return s;  // ~RocksBlockStore closes what was opened
   if (!options.read_only && HasCreatingMarker(dir)) {
     // The format key is written (synced): the creation is complete.
@@ -405,10 +423,19 @@ Status RocksBlockStore::LoadState(bool fresh) {
     return Status::Corruption("store " + dir_ + " has a malformed format version (" +
                               std::to_string(value.size()) + " bytes)");
   }
-  if (version != kStoreFormatVersion) {
+  if (version != kStoreFormatVersion && version != kInlineRecordsFormatVersion) {
     return Status::NotSupported("store " + dir_ + " has format version " + std::to_string(version) +
-                                "; this kvtier reads format version " +
+                                "; this kvtier reads format versions " +
+                                std::to_string(kInlineRecordsFormatVersion) + " and " +
                                 std::to_string(kStoreFormatVersion));
+  }
+  if (version != kStoreFormatVersion && !options_.read_only) {
+    // Format 1 records stay inline and readable; new ones go to segments,
+    // which a format-1 reader would not find: mark the store as format 2.
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    s = db_->Put(sync, cf_.sys, fmt::kFormatKey, fmt::EncodeFormatVersion(kStoreFormatVersion));
+    if (!s.ok()) return FromRocks(s, "cannot upgrade store " + dir_ + " to format version 2");
   }
 
   s = db_->Get(rocksdb::ReadOptions(), cf_.sys, fmt::kCountersKey, &value);
@@ -447,6 +474,11 @@ Status RocksBlockStore::LoadState(bool fresh) {
 
 void RocksBlockStore::CloseDatabase() {
   if (db_ == nullptr) return;
+  if (log_ != nullptr && !options_.read_only) {
+    // Record bytes before the WAL that names them.
+    Status l = log_->Sync();
+    if (!l.ok()) Log("syncing the record log of " + dir_ + " at close failed: " + l.ToString());
+  }
   if (!options_.read_only && !write_failed_) {
     rocksdb::Status s = db_->FlushWAL(/*sync=*/true);
     if (!s.ok()) Log("syncing the WAL of " + dir_ + " at close failed: " + s.ToString());

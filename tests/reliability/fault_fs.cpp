@@ -13,18 +13,24 @@ using rocksdb::IOOptions;
 using rocksdb::IOStatus;
 using rocksdb::Slice;
 
-bool IsBlobFile(const std::string& name) {
-  return name.size() > 5 && name.compare(name.size() - 5, 5, ".blob") == 0;
+bool EndsWith(const std::string& name, std::string_view suffix) {
+  return name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A file holding record bytes: a record segment (format 2) or a blob file
+// (format 1 stores).
+bool IsRecordFile(const std::string& name) {
+  return EndsWith(name, ".kvr") || EndsWith(name, ".blob");
 }
 
 // Flips one bit of a read result in place when it lies in the caller's
 // scratch buffer (always, for the POSIX file system without mmap reads).
 void MaybeCorrupt(FaultFileSystem* fs, const std::string& name, const Slice& result,
                   const char* scratch, uint64_t offset) {
-  // Only reads of record values (a blob file's header and footer are a few
-  // dozen bytes; damaging those fails the whole file, which tells nothing
-  // about kvtier's checks).
-  if (!fs->corrupt_blob_reads() || !IsBlobFile(name) || result.size() < 1024 ||
+  // Only reads of record values (a segment's frame headers and a blob
+  // file's header and footer are a few dozen bytes).
+  if (!fs->corrupt_record_reads() || !IsRecordFile(name) || result.size() < 1024 ||
       result.data() != scratch) {
     return;
   }

@@ -11,9 +11,10 @@
 //   FailFrom(n, kinds) fails that one and every later one until Clear();
 //   SetSpaceLimit(..)  a full disk: appends that would take the bytes under
 //                      the directory past the limit fail with NoSpace;
-//   CorruptBlobReads   flips one bit in every read of a blob file (a bad
-//                      sector under a record; RocksDB reads records with
-//                      checksums off, so only kvtier's own checks stand).
+//   CorruptRecordReads flips one bit in every read of a record segment or
+//                      blob file (a bad sector under a record; records are
+//                      read without file checksums, so only kvtier's own
+//                      checks stand).
 // Syncs are counted (and can fail) but do not reach the disk unless
 // SetRealSyncs(true): these tests model faults seen by one process, not
 // power loss, and a sweep of hundreds of runs would otherwise spend minutes
@@ -75,7 +76,7 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     fail_at_ = 0;
     persistent_ = false;
     space_limit_ = 0;
-    corrupt_blob_reads_ = false;
+    corrupt_record_reads_ = false;
   }
   // A disk of `limit` bytes holding what is under `dir` now.
   void SetSpaceLimit(const std::string& dir, uint64_t limit) {
@@ -97,9 +98,9 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     std::lock_guard<std::mutex> lock(mu_);
     return real_syncs_;
   }
-  void CorruptBlobReads(bool on) {
+  void CorruptRecordReads(bool on) {
     std::lock_guard<std::mutex> lock(mu_);
-    corrupt_blob_reads_ = on;
+    corrupt_record_reads_ = on;
   }
 
   uint64_t operations() const {
@@ -143,9 +144,9 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
     std::lock_guard<std::mutex> lock(mu_);
     space_used_ -= std::min(space_used_, bytes);
   }
-  bool corrupt_blob_reads() const {
+  bool corrupt_record_reads() const {
     std::lock_guard<std::mutex> lock(mu_);
-    return corrupt_blob_reads_;
+    return corrupt_record_reads_;
   }
   void NoteCorruptedRead() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -223,7 +224,7 @@ class FaultFileSystem : public rocksdb::FileSystemWrapper {
   std::string first_fault_;
   uint64_t space_limit_ = 0;  // 0 = none
   uint64_t space_used_ = 0;
-  bool corrupt_blob_reads_ = false;
+  bool corrupt_record_reads_ = false;
   bool real_syncs_ = false;
 };
 
