@@ -153,6 +153,7 @@ uint64_t SpillQueue::GiveUpLocked() {
 void SpillQueue::WorkerLoop() {
   std::vector<SpillJob> jobs;
   std::vector<Hash128> touches;
+  std::vector<std::string> records;
   std::vector<Outcome> outcomes;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
@@ -183,7 +184,7 @@ void SpillQueue::WorkerLoop() {
     ++busy_workers_;
     lock.unlock();
 
-    const bool written = ProcessBatch(jobs, touches, &outcomes);
+    const bool written = ProcessBatch(jobs, touches, records, &outcomes);
 
     lock.lock();
     --busy_workers_;
@@ -231,6 +232,7 @@ void SpillQueue::WorkerLoop() {
 }
 
 bool SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches,
+                              std::vector<std::string>& records,
                               std::vector<Outcome>* outcomes) {
   BlockStore* store = config_.store;
   auto fail = [&](const Status& s) {
@@ -250,10 +252,9 @@ bool SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>&
       fail(s.WithContext("spill: checking the store"));
       present.assign(keys.size(), 0);
     }
-    std::vector<std::string> records;
+    if (records.size() < jobs.size()) records.resize(jobs.size());
     std::vector<std::string_view> views;
     std::vector<size_t> written_jobs;
-    records.reserve(jobs.size());
     uint64_t raw = 0, bytes = 0;
     for (size_t i = 0; i < jobs.size(); ++i) {
       if (present[i]) {
@@ -263,19 +264,18 @@ bool SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>&
       }
       RecordIdentity id{config_.layout, jobs[i].depth, config_.namespace_fp, jobs[i].parent,
                         jobs[i].buffer.tokens()};
-      records.emplace_back();
-      Status e = EncodeRecord(id, jobs[i].buffer.payload(), config_.codec, &records.back());
+      std::string& record = records[written_jobs.size()];
+      Status e = EncodeRecord(id, jobs[i].buffer.payload(), config_.codec, &record);
       if (!e.ok()) {
-        records.pop_back();
         (*outcomes)[i] = Outcome::kUnencodable;
         fail(e.WithContext("spill: encoding block " + jobs[i].hash.ToHex()));
         continue;
       }
       raw += jobs[i].buffer.payload_bytes();
-      bytes += records.back().size();
+      bytes += record.size();
+      views.push_back(record);
       written_jobs.push_back(i);
     }
-    for (const std::string& r : records) views.push_back(r);
     if (!views.empty()) {
       Status p = store->Put(views);
       if (p.ok()) {

@@ -113,9 +113,11 @@ class SpillQueue {
 
   void WorkerLoop();
   // Writes a batch (no lock held); sets (*outcomes)[i] for jobs[i]. Returns
-  // false if the store refused the write.
+  // false if the store refused the write. `records` is the worker's encode
+  // buffers, kept across batches: a fresh buffer per record would be
+  // zero-filled and page-faulted in for every block.
   bool ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches,
-                    std::vector<Outcome>* outcomes);
+                    std::vector<std::string>& records, std::vector<Outcome>* outcomes);
   // REQUIRE: mu_ held. Room for `size` more payload bytes?
   bool HasRoomLocked(uint64_t size) const;
   // Removes a queued (not in-flight) job from the queue's books.
