@@ -62,7 +62,8 @@ struct CacheOptions {
   StoreOptions store_options;
   SpillPolicy spill_policy = SpillPolicy::kAuto;
   CodecOptions codec;
-  // Background threads that encode and write spilled blocks.
+  // Background threads that encode spilled blocks; one more thread writes
+  // them (encoding the next batch overlaps writing the last).
   int spill_threads = 1;
   // Budget for payload bytes waiting in the spill queue (on top of
   // memory_bytes). When full, eviction waits for room (back-pressure).

@@ -28,6 +28,7 @@ std::chrono::milliseconds Backoff(uint64_t consecutive_failures) {
 SpillQueue::SpillQueue(Config config) : config_(std::move(config)) {
   const int n = config_.threads < 1 ? 1 : config_.threads;
   for (int i = 0; i < n; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  writer_ = std::thread([this] { WriterLoop(); });
 }
 
 SpillQueue::~SpillQueue() { Stop(); }
@@ -107,20 +108,30 @@ bool SpillQueue::Find(const Hash128& hash, SpillJob* job) const {
 
 void SpillQueue::Drain() {
   std::unique_lock<std::mutex> lock(mu_);
-  room_cv_.wait(lock, [&] { return pending_.empty() && touches_.empty() && busy_workers_ == 0; });
+  room_cv_.wait(lock, [&] {
+    return pending_.empty() && touches_.empty() && batches_in_flight_ == 0;
+  });
 }
 
 void SpillQueue::Stop() {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (workers_.empty()) return;
-    room_cv_.wait(lock, [&] { return pending_.empty() && touches_.empty() && busy_workers_ == 0; });
+    room_cv_.wait(lock, [&] {
+      return pending_.empty() && touches_.empty() && batches_in_flight_ == 0;
+    });
     stopping_ = true;
   }
   work_cv_.notify_all();
   room_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
   workers_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    writer_stopping_ = true;
+  }
+  write_cv_.notify_all();
+  writer_.join();
 }
 
 uint64_t SpillQueue::queued_blocks() const {
@@ -151,10 +162,6 @@ uint64_t SpillQueue::GiveUpLocked() {
 }
 
 void SpillQueue::WorkerLoop() {
-  std::vector<SpillJob> jobs;
-  std::vector<Hash128> touches;
-  std::vector<std::string> records;
-  std::vector<Outcome> outcomes;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     // Wait for work. While the store is failing, queued blocks wait for the
@@ -172,22 +179,51 @@ void SpillQueue::WorkerLoop() {
         work_cv_.wait(lock);
       }
     }
+    std::unique_ptr<Batch> batch;
+    if (free_batches_.empty()) {
+      batch = std::make_unique<Batch>();
+    } else {
+      batch = std::move(free_batches_.back());
+      free_batches_.pop_back();
+    }
     uint64_t batch_bytes = 0;
-    while (!cooling && !order_.empty() && jobs.size() < kMaxBatchBlocks &&
+    while (!cooling && !order_.empty() && batch->jobs.size() < kMaxBatchBlocks &&
            batch_bytes < kMaxBatchBytes) {
       const SpillJob& job = pending_.at(order_.front());
       order_.pop_front();
       batch_bytes += job.buffer.payload_bytes();
-      jobs.push_back(job);  // shares the buffer; pending_ keeps it servable
+      batch->jobs.push_back(job);  // shares the buffer; pending_ keeps it servable
     }
-    touches.swap(touches_);
-    ++busy_workers_;
+    batch->touches.swap(touches_);
+    ++batches_in_flight_;
     lock.unlock();
 
-    const bool written = ProcessBatch(jobs, touches, records, &outcomes);
+    EncodeBatch(batch.get());
 
     lock.lock();
-    --busy_workers_;
+    // One batch waits for the writer at a time: a worker that finds the
+    // slot taken waits, so encoded records never pile up.
+    write_cv_.wait(lock, [&] { return write_slot_ == nullptr; });
+    write_slot_ = std::move(batch);
+    write_cv_.notify_all();
+  }
+}
+
+void SpillQueue::WriterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    write_cv_.wait(lock, [&] { return write_slot_ != nullptr || writer_stopping_; });
+    if (write_slot_ == nullptr) return;  // stopping, and nothing left
+    std::unique_ptr<Batch> batch = std::move(write_slot_);
+    write_cv_.notify_all();  // a worker may wait for the slot
+    lock.unlock();
+
+    const bool written = WriteBatch(batch.get());
+
+    lock.lock();
+    --batches_in_flight_;
+    std::vector<SpillJob>& jobs = batch->jobs;
+    const std::vector<Outcome>& outcomes = batch->outcomes;
     uint64_t failed = 0, unencodable = 0, given_up = 0, failures_before = consecutive_failures_;
     for (size_t i = jobs.size(); i-- > 0;) {  // requeued in their old order
       if (outcomes[i] == Outcome::kFailed) {
@@ -207,9 +243,11 @@ void SpillQueue::WorkerLoop() {
       consecutive_failures_ = 0;
     }
     const uint64_t failures_now = consecutive_failures_;
+    batch->Clear();
+    free_batches_.push_back(std::move(batch));
     lock.unlock();
     room_cv_.notify_all();
-    work_cv_.notify_all();  // another worker may wait for the backoff
+    work_cv_.notify_all();  // requeued jobs, or a worker waiting for the backoff
 
     if (failed > 0) config_.counters.retries->fetch_add(failed, std::memory_order_relaxed);
     if (unencodable + given_up > 0) {
@@ -225,77 +263,84 @@ void SpillQueue::WorkerLoop() {
       config_.on_recovered("spill: the store accepts writes again after " +
                            std::to_string(failures_before) + " failed writes");
     }
-    jobs.clear();
-    touches.clear();
     lock.lock();
   }
 }
 
-bool SpillQueue::ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches,
-                              std::vector<std::string>& records,
-                              std::vector<Outcome>* outcomes) {
+void SpillQueue::Batch::Clear() {
+  jobs.clear();
+  touches.clear();
+  views.clear();
+  written_jobs.clear();
+  stored.clear();
+  outcomes.clear();
+  raw = bytes = 0;
+}
+
+void SpillQueue::Fail(const Status& s) {
+  config_.counters.store_errors->fetch_add(1, std::memory_order_relaxed);
+  if (config_.on_error) config_.on_error(s);
+}
+
+void SpillQueue::EncodeBatch(Batch* batch) {
+  std::vector<SpillJob>& jobs = batch->jobs;
+  batch->outcomes.assign(jobs.size(), Outcome::kStored);
+  if (jobs.empty()) return;
+  std::vector<Hash128> keys;
+  keys.reserve(jobs.size());
+  for (const SpillJob& job : jobs) keys.push_back(job.hash);
+  std::vector<uint8_t> present;
+  Status s = config_.store->Exists(keys, &present);
+  if (!s.ok()) {
+    Fail(s.WithContext("spill: checking the store"));
+    present.assign(keys.size(), 0);
+  }
+  std::vector<std::string>& records = batch->records;
+  if (records.size() < jobs.size()) records.resize(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (present[i]) {
+      batch->touches.push_back(jobs[i].hash);
+      batch->stored.push_back(jobs[i].hash);
+      continue;
+    }
+    RecordIdentity id{config_.layout, jobs[i].depth, config_.namespace_fp, jobs[i].parent,
+                      jobs[i].buffer.tokens()};
+    std::string& record = records[batch->written_jobs.size()];
+    Status e = EncodeRecord(id, jobs[i].buffer.payload(), config_.codec, &record);
+    if (!e.ok()) {
+      batch->outcomes[i] = Outcome::kUnencodable;
+      Fail(e.WithContext("spill: encoding block " + jobs[i].hash.ToHex()));
+      continue;
+    }
+    batch->raw += jobs[i].buffer.payload_bytes();
+    batch->bytes += record.size();
+    batch->views.push_back(record);
+    batch->written_jobs.push_back(i);
+  }
+}
+
+bool SpillQueue::WriteBatch(Batch* batch) {
   BlockStore* store = config_.store;
-  auto fail = [&](const Status& s) {
-    config_.counters.store_errors->fetch_add(1, std::memory_order_relaxed);
-    if (config_.on_error) config_.on_error(s);
-  };
-  outcomes->assign(jobs.size(), Outcome::kStored);
   bool written = true;
-  std::vector<Hash128> stored;
-  if (!jobs.empty()) {
-    std::vector<Hash128> keys;
-    keys.reserve(jobs.size());
-    for (const SpillJob& job : jobs) keys.push_back(job.hash);
-    std::vector<uint8_t> present;
-    Status s = store->Exists(keys, &present);
-    if (!s.ok()) {
-      fail(s.WithContext("spill: checking the store"));
-      present.assign(keys.size(), 0);
-    }
-    if (records.size() < jobs.size()) records.resize(jobs.size());
-    std::vector<std::string_view> views;
-    std::vector<size_t> written_jobs;
-    uint64_t raw = 0, bytes = 0;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      if (present[i]) {
-        touches.push_back(jobs[i].hash);
-        stored.push_back(jobs[i].hash);
-        continue;
-      }
-      RecordIdentity id{config_.layout, jobs[i].depth, config_.namespace_fp, jobs[i].parent,
-                        jobs[i].buffer.tokens()};
-      std::string& record = records[written_jobs.size()];
-      Status e = EncodeRecord(id, jobs[i].buffer.payload(), config_.codec, &record);
-      if (!e.ok()) {
-        (*outcomes)[i] = Outcome::kUnencodable;
-        fail(e.WithContext("spill: encoding block " + jobs[i].hash.ToHex()));
-        continue;
-      }
-      raw += jobs[i].buffer.payload_bytes();
-      bytes += record.size();
-      views.push_back(record);
-      written_jobs.push_back(i);
-    }
-    if (!views.empty()) {
-      Status p = store->Put(views);
-      if (p.ok()) {
-        config_.counters.spills->fetch_add(views.size(), std::memory_order_relaxed);
-        config_.counters.bytes_written_raw->fetch_add(raw, std::memory_order_relaxed);
-        config_.counters.bytes_written_stored->fetch_add(bytes, std::memory_order_relaxed);
-        for (size_t i : written_jobs) stored.push_back(jobs[i].hash);
-      } else {
-        written = false;
-        fail(p.WithContext("spill: writing " + std::to_string(views.size()) +
-                           " blocks (they stay queued for another try)"));
-        for (size_t i : written_jobs) (*outcomes)[i] = Outcome::kFailed;
-      }
+  if (!batch->views.empty()) {
+    Status p = store->Put(batch->views);
+    if (p.ok()) {
+      config_.counters.spills->fetch_add(batch->views.size(), std::memory_order_relaxed);
+      config_.counters.bytes_written_raw->fetch_add(batch->raw, std::memory_order_relaxed);
+      config_.counters.bytes_written_stored->fetch_add(batch->bytes, std::memory_order_relaxed);
+      for (size_t i : batch->written_jobs) batch->stored.push_back(batch->jobs[i].hash);
+    } else {
+      written = false;
+      Fail(p.WithContext("spill: writing " + std::to_string(batch->views.size()) +
+                         " blocks (they stay queued for another try)"));
+      for (size_t i : batch->written_jobs) batch->outcomes[i] = Outcome::kFailed;
     }
   }
-  if (!touches.empty()) {
-    Status t = store->Touch(touches);
-    if (!t.ok()) fail(t.WithContext("refreshing disk recency"));
+  if (!batch->touches.empty()) {
+    Status t = store->Touch(batch->touches);
+    if (!t.ok()) Fail(t.WithContext("refreshing disk recency"));
   }
-  if (!stored.empty() && config_.on_stored) config_.on_stored(stored);
+  if (!batch->stored.empty() && config_.on_stored) config_.on_stored(batch->stored);
   return written;
 }
 

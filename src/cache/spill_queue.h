@@ -1,8 +1,10 @@
 // SpillQueue: the bounded background path from memory to the store.
 //
 // Blocks leaving memory (or written through) wait here until worker threads
-// encode them (shuffle + zstd, outside every cache lock) and write them in
-// batched Puts. A block in the queue is still servable: lookups ask Find()
+// encode them (shuffle + zstd, outside every cache lock) and the queue's
+// writer thread writes them in batched Puts. One encoded batch waits for the
+// writer at a time, so a worker encodes the next batch while the last one
+// is written (the store serializes writes anyway). A block in the queue is still servable: lookups ask Find()
 // before reading the store. The queue holds at most `max_bytes` of payload;
 // Enqueue() waits for room (back-pressure), so memory never grows unbounded.
 //
@@ -32,9 +34,11 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -111,13 +115,34 @@ class SpillQueue {
   // What became of one job of a batch.
   enum class Outcome : uint8_t { kStored, kFailed, kUnencodable };
 
+  // One batch on its way to the store: taken from the queue and encoded by
+  // a worker, written by the writer thread. Batches are recycled, so their
+  // encode buffers are reused (a fresh buffer per record would be
+  // zero-filled and page-faulted in for every block).
+  struct Batch {
+    std::vector<SpillJob> jobs;
+    std::vector<Hash128> touches;
+    std::vector<std::string> records;  // encode buffers; [0, views.size()) in use
+    std::vector<std::string_view> views;
+    std::vector<size_t> written_jobs;  // jobs[] index of each view
+    std::vector<Hash128> stored;       // what the store holds once written
+    std::vector<Outcome> outcomes;     // per job
+    uint64_t raw = 0, bytes = 0;
+    void Clear();  // keeps the records' buffers
+  };
+
+  // Workers: take a batch, encode it (no lock held), hand it to the writer.
   void WorkerLoop();
-  // Writes a batch (no lock held); sets (*outcomes)[i] for jobs[i]. Returns
-  // false if the store refused the write. `records` is the worker's encode
-  // buffers, kept across batches: a fresh buffer per record would be
-  // zero-filled and page-faulted in for every block.
-  bool ProcessBatch(std::vector<SpillJob>& jobs, std::vector<Hash128>& touches,
-                    std::vector<std::string>& records, std::vector<Outcome>* outcomes);
+  // The writer: writes each batch, then updates the queue's books (stored
+  // jobs leave it, failed ones go back to its front).
+  void WriterLoop();
+  // Checks which jobs the store holds already (touched, not written) and
+  // encodes the others; sets outcomes for unencodable ones.
+  void EncodeBatch(Batch* batch);
+  // Writes and touches (no lock held). False if the store refused the write;
+  // its jobs' outcomes are then kFailed.
+  bool WriteBatch(Batch* batch);
+  void Fail(const Status& s);  // counts and reports a store or codec error
   // REQUIRE: mu_ held. Room for `size` more payload bytes?
   bool HasRoomLocked(uint64_t size) const;
   // Removes a queued (not in-flight) job from the queue's books.
@@ -134,12 +159,19 @@ class SpillQueue {
   std::deque<Hash128> order_;    // queued, not yet taken by a worker
   std::vector<Hash128> touches_;
   uint64_t bytes_ = 0;           // payload bytes in pending_
-  int busy_workers_ = 0;
+  // Batches taken from the queue and not yet written (being encoded, in the
+  // write slot, or being written): Drain() waits for 0.
+  int batches_in_flight_ = 0;
+  std::condition_variable write_cv_;  // the write slot filled or emptied
+  std::unique_ptr<Batch> write_slot_;  // encoded, waiting for the writer
+  std::vector<std::unique_ptr<Batch>> free_batches_;
+  bool writer_stopping_ = false;
   bool stopping_ = false;
   uint64_t store_failures_ = 0;      // failed batch writes since start
   uint64_t consecutive_failures_ = 0;  // since the last successful write
   Clock::time_point retry_at_{};     // while failing: when to write again
   std::vector<std::thread> workers_;
+  std::thread writer_;
 };
 
 }  // namespace kvtier::internal
