@@ -31,6 +31,9 @@ namespace {
 
 constexpr uint64_t kMiB = 1ull << 20;
 
+// Memtable size of every column family: they all hold small entries.
+constexpr uint64_t kFamilyMemtableBytes = 8 * kMiB;
+
 // The record log's directory inside the store directory.
 constexpr char kSegmentsDir[] = "segments";
 
@@ -89,15 +92,6 @@ void TuneMallocForLargeReads() {
   });
 }
 
-// Records pass through the WAL and a memtable before a flush writes them to
-// a blob file, so the memtable size is also the blob file granularity that
-// blob GC works with. Sized to the budget (1/8 of it, 8-64 MiB), so a small
-// store does not keep several times its budget in WAL and blob files.
-uint64_t RecordMemtableBytes(const StoreOptions& options) {
-  if (options.max_bytes == 0) return 64 * kMiB;
-  return std::clamp<uint64_t>(options.max_bytes / 8, 8 * kMiB, 64 * kMiB);
-}
-
 rocksdb::DBOptions DatabaseOptions(const StoreOptions& options) {
   rocksdb::DBOptions o;
   o.max_background_jobs = 2;
@@ -114,10 +108,12 @@ rocksdb::DBOptions DatabaseOptions(const StoreOptions& options) {
   // forever for a recovery that never ran (RocksDB 7.8.3, seen in
   // tests/fault_injection_test.cpp), which would hang the cache's Close.
   o.max_bgerror_resume_count = 0;
-  // Records, metadata and indexes share the WAL; the small families fill
-  // their memtables slowly and would pin old WAL files (full of record
-  // bytes). This bound makes RocksDB flush them so the WAL stays small.
-  o.max_total_wal_size = 4 * RecordMemtableBytes(options);
+  // Every family's writes share the WAL, and a family that fills its
+  // memtable slowly pins old WAL files. This bound (one memtable's worth)
+  // makes RocksDB flush them, so a store's files stay close to its budget:
+  // the WAL holds locations and metadata (~300 bytes per record), the
+  // record bytes are in segments.
+  o.max_total_wal_size = kFamilyMemtableBytes;
   o.bytes_per_sync = kMiB;
   o.keep_log_file_num = 3;
   o.max_log_file_size = 8 * kMiB;
@@ -132,17 +128,14 @@ rocksdb::BlockBasedTableOptions TableOptions(const std::shared_ptr<rocksdb::Cach
   return t;
 }
 
-// Records: integrated BlobDB, RocksDB compression off (records are zstd).
-// Blob GC is on: the budget deletes records all the time, and LRU keeps the
-// recently touched ones alive inside old blob files, which without GC stay
-// on disk as long as one record in them lives. Measured here (48 MiB budget,
-// 900 MB of 230 KB records written, a hot set touched throughout): blob
-// files held 53 MB with GC, 225 MB without. Relocation is cheap because the
-// oldest files are mostly garbage by the time GC reaches them.
-rocksdb::ColumnFamilyOptions RecordFamilyOptions(const StoreOptions& options,
-                                                 const std::shared_ptr<rocksdb::Cache>& cache) {
+// Records: 20-byte locations in the record log (format 2). Format-1 stores
+// hold records inline: for those, integrated BlobDB with blob GC (the budget
+// deletes records all the time, and without GC a blob file stays on disk as
+// long as one record in it lives), RocksDB compression off (records are
+// zstd).
+rocksdb::ColumnFamilyOptions RecordFamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions o;
-  o.write_buffer_size = RecordMemtableBytes(options);
+  o.write_buffer_size = kFamilyMemtableBytes;
   o.compression = rocksdb::kNoCompression;
   o.bottommost_compression = rocksdb::kNoCompression;
   o.enable_blob_files = true;
@@ -161,7 +154,7 @@ rocksdb::ColumnFamilyOptions RecordFamilyOptions(const StoreOptions& options,
 // tombstones are compacted early so scans do not wade through them.
 rocksdb::ColumnFamilyOptions IndexFamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions o;
-  o.write_buffer_size = 8 * kMiB;
+  o.write_buffer_size = kFamilyMemtableBytes;
   o.compression = rocksdb::kNoCompression;
   o.bottommost_compression = rocksdb::kNoCompression;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(TableOptions(cache)));
@@ -364,7 +357,7 @@ Status RocksBlockStore::OpenDatabase(bool fresh) {
   for (const std::string& name : names) {
     rocksdb::ColumnFamilyOptions cf_options;
     if (name == rocksdb::kDefaultColumnFamilyName) {
-      cf_options = RecordFamilyOptions(options_, cache);
+      cf_options = RecordFamilyOptions(cache);
     } else if (std::find(OwnFamilies().begin(), OwnFamilies().end(), name) != OwnFamilies().end()) {
       cf_options = IndexFamilyOptions(cache);
     }
