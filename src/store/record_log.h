@@ -119,6 +119,7 @@ class RecordLog {
   std::unique_ptr<rocksdb::FSWritableFile> active_file_;
   uint32_t active_ = 0;  // 0: none
   uint32_t next_segment_ = 1;
+  uint64_t range_synced_ = 0;  // of the active segment: writeback started up to here
   bool dir_synced_ = false;
 
   mutable std::mutex mu_;  // guards sizes_ and readers_
