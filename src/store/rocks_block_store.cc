@@ -237,7 +237,7 @@ Status RocksBlockStore::GetStats(StoreStats* stats) {
     p = published_;
   }
   *stats = StoreStats{};
-  stats->format_version = kStoreFormatVersion;
+  stats->format_version = format_version_;
   stats->records = p.counters.records;
   stats->raw_bytes = p.counters.raw_bytes;
   stats->stored_bytes = p.counters.stored_bytes;

@@ -186,6 +186,8 @@ class RocksBlockStore final : public BlockStore {
   rocksdb::WriteOptions write_options_;
   std::shared_ptr<rocksdb::Env> env_;  // null: RocksDB's default
   std::unique_ptr<RecordLog> log_;     // record bytes; opened after db_
+  // As on disk (a format-1 store opened read-only stays format 1).
+  uint32_t format_version_ = kStoreFormatVersion;
   // Held shared by readers while they use db_, exclusively (with mu_) while
   // the database is closed and reopened. Writers hold mu_ instead.
   mutable std::shared_mutex db_mu_;

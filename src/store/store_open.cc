@@ -422,6 +422,7 @@ Status RocksBlockStore::LoadState(bool fresh) {
                                 std::to_string(kInlineRecordsFormatVersion) + " and " +
                                 std::to_string(kStoreFormatVersion));
   }
+  format_version_ = version;
   if (version != kStoreFormatVersion && !options_.read_only) {
     // Format 1 records stay inline and readable; new ones go to segments,
     // which a format-1 reader would not find: mark the store as format 2.
@@ -429,6 +430,7 @@ Status RocksBlockStore::LoadState(bool fresh) {
     sync.sync = true;
     s = db_->Put(sync, cf_.sys, fmt::kFormatKey, fmt::EncodeFormatVersion(kStoreFormatVersion));
     if (!s.ok()) return FromRocks(s, "cannot upgrade store " + dir_ + " to format version 2");
+    format_version_ = kStoreFormatVersion;
   }
 
   s = db_->Get(rocksdb::ReadOptions(), cf_.sys, fmt::kCountersKey, &value);
