@@ -81,7 +81,7 @@ struct StoreStats {
   uint64_t raw_bytes = 0;
   uint64_t stored_bytes = 0;
   uint64_t max_bytes = 0;        // 0 = no limit
-  uint64_t files_bytes = 0;      // bytes of the store's files on disk (SST, blob, WAL)
+  uint64_t files_bytes = 0;      // bytes of the store's files on disk (segments, SST, WAL, ...)
   uint64_t evicted_records = 0;  // since open, by the budget
   uint64_t orphans_collected = 0;  // since open: descendants of evicted records
   int64_t oldest_access_us = 0;

@@ -52,8 +52,9 @@ void RocksBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::s
   }
   const std::vector<std::string> key_bytes = EncodeKeys(keys);
   std::vector<rocksdb::Slice> slices(key_bytes.begin(), key_bytes.end());
-  // Each PinnableSlice copies into (*values)[i] when it cannot pin, so a
-  // blob read costs one copy, not two.
+  // The values are locations (a format-1 store: the records themselves);
+  // each PinnableSlice copies into (*values)[i] when it cannot pin, then
+  // ResolveRecord reads the record over the location in the same string.
   std::vector<rocksdb::PinnableSlice> pins;
   pins.reserve(n);
   for (size_t i = 0; i < n; ++i) pins.emplace_back(&(*values)[i]);
@@ -89,7 +90,7 @@ void RocksBlockStore::MultiGet(std::span<const Hash128> keys, std::vector<std::s
 
 Status RocksBlockStore::Exists(std::span<const Hash128> keys, std::vector<uint8_t>* present) {
   // The metadata is written in the same batch as the record and is a few
-  // dozen bytes: checking it spares reading the blobs.
+  // dozen bytes: checking it spares reading the records.
   std::shared_lock<std::shared_mutex> db_lock;
   if (Status s = AcquireDatabase(&db_lock); !s.ok()) return s;
   std::vector<RecordMeta> metas;

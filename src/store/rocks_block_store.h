@@ -20,10 +20,10 @@
 // Budget and counters: the store counts records, raw and stored bytes (in
 // total and per namespace) in memory and writes their absolute values into
 // every batch that changes them, so open reads a few keys and never scans
-// the data. Stored bytes are record sizes, not RocksDB file sizes
-// (StoreStats::files_bytes reports those: they also hold the WAL, bounded
-// to 4 memtables of max_bytes/8 (8-64 MiB), and deleted records whose blob
-// files GC has not reached yet; Compact() reclaims those at once).
+// the data. Stored bytes are record sizes, not file sizes
+// (StoreStats::files_bytes reports those: they also hold the WAL, flushed
+// at about 8 MiB, RocksDB's tables, and deleted records in segments the collector
+// has not reached yet; Compact() reclaims those at once).
 //
 // Eviction: after each Put, while stored bytes exceed max_bytes, the first
 // entry of the recency index (least recently used; deepest first among
@@ -44,8 +44,9 @@
 //
 // Read-only opens (DB::OpenForReadOnly) take no lock and see the store as
 // of open time, WAL included. Their view is frozen, but the files behind it
-// are not: a record whose blob file the writing process has since deleted
-// (GC, compaction) reads as an IOError. Inspect briefly, or reopen.
+// are not: a record whose segment the writing process has since collected
+// (or, format 1, whose blob file it deleted) reads as an IOError. Inspect
+// briefly, or reopen.
 //
 // Threads: readers (MultiGet, Exists, GetMeta, ForEachRecord, GetStats) go
 // straight to RocksDB under a shared lock of db_mu_; writers serialize on

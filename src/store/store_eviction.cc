@@ -251,8 +251,8 @@ Status RocksBlockStore::Compact(CompactResult* result) {
   }
   rocksdb::CompactRangeOptions options;
   options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-  // Rewrite the live blobs of every blob file so files holding deleted
-  // records are freed whole.
+  // Format-1 stores: rewrite the live blobs of every blob file so files
+  // holding deleted records are freed whole.
   options.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
   options.blob_garbage_collection_age_cutoff = 1.0;
   {

@@ -1,9 +1,11 @@
-// The on-disk layout of a RocksDB store directory (kStoreFormatVersion 1):
+// The on-disk layout of a RocksDB store directory (kStoreFormatVersion 2):
 // column family names and the byte encodings of every key and value the
-// store writes besides the records themselves.
+// store writes besides the records themselves, which are in the record log
+// (`segments/`, record_log.h).
 //
 //   family    key                                          value
-//   default   key(16)                                      record bytes
+//   default   key(16)                                      EncodeLocation() (record_log.h);
+//                                                          format 1: the record bytes
 //   meta      key(16)                                      EncodeMeta()
 //   lru       be64(access_seq) be32(~depth) key(16)         empty
 //   children  parent(16) child(16)                         empty

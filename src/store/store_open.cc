@@ -69,8 +69,9 @@ class ForwardingLogger : public rocksdb::Logger {
   std::function<void(std::string_view)> sink_;
 };
 
-// Every blob read allocates and frees a buffer of the record's size (64 KiB
-// to a few MiB) inside RocksDB. With glibc's defaults each such free trims
+// Record reads fill buffers of the record's size (64 KiB to a few MiB; a
+// format-1 blob read allocates and frees one inside RocksDB, and the
+// caller's decode buffers come and go). With glibc's defaults each such free trims
 // the heap top (or munmaps), and the next read faults the pages in again:
 // measured here, warm 1 MiB reads ran at 0.2-0.35 GB/s with the defaults
 // and 4-8 GB/s with these thresholds. mallopt is process-wide, so it is
@@ -97,7 +98,7 @@ rocksdb::DBOptions DatabaseOptions(const StoreOptions& options) {
   o.max_background_jobs = 2;
   // RocksDB opens every table file at DB::Open with up to this many threads
   // per column family (default 16: 80 short-lived threads for our 5
-  // families). Our tables are few (records live in blob files, opened
+  // families). Our tables are few (records live in segments, opened
   // lazily), so 2 suffice; measured in the fault-injection sweep, whose
   // hundreds of opens spent most of their time creating and tearing down
   // those threads.

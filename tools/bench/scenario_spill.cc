@@ -54,7 +54,7 @@ SpillRun Spill(const BenchContext& ctx, const BlockLayout& layout, const Payload
   run.faults = ProcessMinorFaults() - faults0;
   run.stats = cache->Stats();
   CheckOk(cache->Close(), "close after spill");
-  // Close() ends RocksDB's background flush: the blob files are written.
+  // Close() ends RocksDB's background flush: its files are written too.
   run.written = ProcessWrittenBytes() - written0;
   return run;
 }

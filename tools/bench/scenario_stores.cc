@@ -51,7 +51,7 @@ WorkTime RunKvtier(const BenchContext& ctx, const BlockLayout& layout, const Pay
   // the store (not Clear(): it re-queues evicted blocks for writing).
   CheckOk(cache->Close(), "close (stores)");
   cache.reset();
-  // Close() ends RocksDB's background flush: the blob files are written.
+  // Close() ends RocksDB's background flush: its files are written too.
   t.written_bytes = ProcessWrittenBytes() - written0;
   CheckOk(Cache::Open(o, &cache), "reopen cache (stores)");
   w.Reset();
