@@ -1,5 +1,6 @@
 // RocksBlockStore: eviction to the budget, trims, namespace drops and
-// compaction (segment collection is in store_segments.cc). Every deletion takes the record's descendants with it.
+// compaction (segment collection is in store_segments.cc). Every deletion
+// takes the record's descendants with it.
 #include <functional>
 #include <unordered_set>
 
@@ -165,7 +166,8 @@ Status RocksBlockStore::TrimToBytes(uint64_t max_bytes, TrimResult* result) {
   if (!s.ok()) return s;
   s = EvictToBudget(max_bytes, result);
   if (!s.ok()) return AfterWriteFailure(s);
-  return CollectSegments(/*max_segments=*/0);
+  (void)CollectSegments(/*max_segments=*/0);  // logs its errors; the trim is done
+  return Status::OK();
 }
 
 Status RocksBlockStore::TrimOlderThan(int64_t unix_us, TrimResult* result) {
@@ -193,7 +195,8 @@ Status RocksBlockStore::TrimOlderThan(int64_t unix_us, TrimResult* result) {
     Publish();
   }  // the walk's iterator is gone before a reopen
   if (!s.ok()) return AfterWriteFailure(s);
-  return CollectSegments(/*max_segments=*/0);
+  (void)CollectSegments(/*max_segments=*/0);  // logs its errors; the deletion is done
+  return Status::OK();
 }
 
 Status RocksBlockStore::DropNamespace(const Hash128& fingerprint, TrimResult* result) {
@@ -228,7 +231,8 @@ Status RocksBlockStore::DropNamespace(const Hash128& fingerprint, TrimResult* re
     Publish();
   }  // the walk's iterator is gone before a reopen
   if (!s.ok()) return AfterWriteFailure(s);
-  return CollectSegments(/*max_segments=*/0);
+  (void)CollectSegments(/*max_segments=*/0);  // logs its errors; the deletion is done
+  return Status::OK();
 }
 
 Status RocksBlockStore::Compact(CompactResult* result) {

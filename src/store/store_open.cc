@@ -71,8 +71,9 @@ class ForwardingLogger : public rocksdb::Logger {
 
 // Record reads fill buffers of the record's size (64 KiB to a few MiB; a
 // format-1 blob read allocates and frees one inside RocksDB, and the
-// caller's decode buffers come and go). With glibc's defaults each such free trims
-// the heap top (or munmaps), and the next read faults the pages in again:
+// caller's decode buffers come and go). With glibc's defaults each such
+// free trims the heap top (or munmaps), and the next read faults the pages
+// in again:
 // measured here, warm 1 MiB reads ran at 0.2-0.35 GB/s with the defaults
 // and 4-8 GB/s with these thresholds. mallopt is process-wide, so it is
 // done once, and skipped when the process tunes malloc itself

@@ -37,7 +37,8 @@ Status RocksBlockStore::ResolveRecord(const Hash128& key, std::string* value) {
 }
 
 Status RocksBlockStore::CollectSegments(size_t max_segments) {
-  if (options_.read_only) return Status::OK();
+  // Closed: a failed eviction just now could not reopen the database.
+  if (options_.read_only || db_ == nullptr) return Status::OK();
   size_t collected = 0;
   while (max_segments == 0 || collected < max_segments) {
     // Frame headers are dead space's only false positive: count them live.
@@ -50,8 +51,10 @@ Status RocksBlockStore::CollectSegments(size_t max_segments) {
     if (sealed.empty()) return Status::OK();
     Status s = CollectSegment(sealed.front());
     if (!s.ok()) {
-      Log("collecting record segment " + log_->SegmentPath(sealed.front()) +
-          " failed (its records stay where they are): " + s.ToString());
+      // Rate-limited: a segment that cannot be collected is tried again by
+      // the next Put.
+      LogFailure("collecting record segment " + log_->SegmentPath(sealed.front()) +
+                 " failed (its records stay where they are): " + s.ToString());
       return s;
     }
     ++collected;
