@@ -649,3 +649,29 @@ TEST_CASE("a store of format version 3 is refused with NotSupported") {
   }
   CHECK(RawFormatVersion(dir.str()) == 3);
 }
+
+TEST_CASE("a record cut short by a torn segment reads as a damaged record, not an I/O error") {
+  test::TempDir dir;
+  Chain chain = MakeChain(BigNs(), 7, 3, RawCodec());
+  {
+    auto store = OpenStore(dir.str());
+    REQUIRE(store->Put(chain.views()).ok());
+  }
+  // A machine crash kept the locations but not the end of the segment.
+  std::string segment;
+  for (const auto& entry : fs::directory_iterator(SegmentsDir(dir.str()))) segment = entry.path();
+  REQUIRE(!segment.empty());
+  fs::resize_file(segment, fs::file_size(segment) - chain.records.back().size() / 2);
+
+  auto store = OpenStore(dir.str());
+  std::vector<std::string> values;
+  std::vector<Status> statuses;
+  store->MultiGet(chain.keys, &values, &statuses);
+  REQUIRE(statuses[0].ok());
+  CHECK(values[0] == chain.records[0]);
+  REQUIRE(statuses[2].ok());  // not an I/O error met on every lookup ...
+  CHECK(values[2].empty());   // ... but a record no decoder accepts
+  RecordHeader header;
+  std::vector<std::byte> payload;
+  CHECK(DecodeRecord(values[2], &header, &payload).IsCorruption());
+}

@@ -265,10 +265,10 @@ Status RecordLog::Read(const RecordLocation& location, std::string* out) {
                                    &result, out->data(), nullptr);
   if (!s.ok()) return FromRocks(s, "reading a record from " + SegmentPath(location.segment));
   if (result.size() != location.length) {
-    return Status::IOError("record at offset " + std::to_string(location.offset) + " of " +
-                           SegmentPath(location.segment) + " is cut short: " +
-                           std::to_string(result.size()) + " of " +
-                           std::to_string(location.length) + " bytes");
+    return Status::Corruption("record at offset " + std::to_string(location.offset) + " of " +
+                              SegmentPath(location.segment) + " is cut short: " +
+                              std::to_string(result.size()) + " of " +
+                              std::to_string(location.length) + " bytes");
   }
   if (result.data() != out->data()) std::memcpy(out->data(), result.data(), result.size());
   return Status::OK();

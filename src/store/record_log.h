@@ -84,8 +84,9 @@ class RecordLog {
 
   // Reads a record into *out (resized to location.length). NotFound if the
   // segment file no longer exists (the collector moved its records: read
-  // the location again); IOError naming the segment for anything else,
-  // a short read included.
+  // the location again); Corruption if the file ends before the record
+  // does (a segment torn by a machine crash); IOError naming the segment
+  // for anything else.
   Status Read(const RecordLocation& location, std::string* out);
 
   // Calls fn(key, location) for every well-formed frame of `segment`, in

@@ -20,6 +20,13 @@ Status RocksBlockStore::ResolveRecord(const Hash128& key, std::string* value) {
   RecordLocation location;
   if (!DecodeLocation(*value, &location)) return Status::OK();  // format 1: inline
   Status s = log_->Read(location, value);
+  if (s.IsCorruption()) {
+    // Cut short (a torn segment): damage, not an I/O fault. Handed on as a
+    // damaged (empty) record, the caller's decode rejects it, counts it and
+    // deletes it, instead of meeting the same error on every lookup.
+    value->clear();
+    return Status::OK();
+  }
   if (!s.IsNotFound()) return s;
   // The collector moved the record and removed the segment after we read
   // the location: its new location is committed by now.
