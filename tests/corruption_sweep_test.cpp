@@ -21,6 +21,7 @@
 #include "kvtier/record.h"
 #include "reliability/reliability_util.h"
 #include "store/record_log.h"
+#include "store_test_util.h"
 #include "test_util.h"
 
 using namespace kvtier;
@@ -57,29 +58,16 @@ std::string KeyBytes(const Hash128& key) {
 // (through RecordLog, as the store writes) and points the key at them.
 class RawRecords {
  public:
-  explicit RawRecords(const std::string& dir) {
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const std::string& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    rocksdb::DB* db = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), dir, families, &handles_, &db).ok());
-    db_.reset(db);
-    for (size_t i = 0; i < names.size(); ++i)
-      if (names[i] == rocksdb::kDefaultColumnFamilyName) records_ = handles_[i];
-    REQUIRE(records_ != nullptr);
+  explicit RawRecords(const std::string& dir)
+      : raw_(dir), records_(raw_.family(rocksdb::kDefaultColumnFamilyName)) {
     REQUIRE(RecordLog::Open(dir + "/segments", rocksdb::FileSystem::Default(), /*read_only=*/false,
                             64ull << 20, &log_)
                 .ok());
   }
-  ~RawRecords() {
-    REQUIRE(log_->Seal().ok());
-    for (auto* h : handles_) (void)db_->DestroyColumnFamilyHandle(h);
-    (void)db_->Close();
-  }
+  ~RawRecords() { REQUIRE(log_->Seal().ok()); }
   std::string Get(const Hash128& key) {
     std::string v;
-    REQUIRE(db_->Get(rocksdb::ReadOptions(), records_, KeyBytes(key), &v).ok());
+    REQUIRE(raw_.db()->Get(rocksdb::ReadOptions(), records_, KeyBytes(key), &v).ok());
     RecordLocation at;
     REQUIRE(DecodeLocation(v, &at));
     REQUIRE(log_->Read(at, &v).ok());
@@ -88,13 +76,12 @@ class RawRecords {
   void Put(const Hash128& key, const std::string& value) {
     RecordLocation at;
     REQUIRE(log_->Append(key, value, &at).ok());
-    REQUIRE(db_->Put(rocksdb::WriteOptions(), records_, KeyBytes(key), EncodeLocation(at)).ok());
+    REQUIRE(raw_.db()->Put(rocksdb::WriteOptions(), records_, KeyBytes(key), EncodeLocation(at)).ok());
   }
 
  private:
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  rocksdb::ColumnFamilyHandle* records_ = nullptr;
+  test::RawDb raw_;
+  rocksdb::ColumnFamilyHandle* records_;
   std::unique_ptr<RecordLog> log_;
 };
 

@@ -24,9 +24,16 @@
 #include "kvtier/store.h"
 #include "store/record_log.h"
 #include "store/store_format.h"
+#include "store_test_util.h"
 #include "test_util.h"
 
 using namespace kvtier;
+using Chain = test::RecordChain;
+using test::MakeChain;
+using test::OpenStore;
+using test::RawCodec;
+using test::RawDb;
+using test::Stats;
 namespace fs = std::filesystem;
 
 namespace {
@@ -102,66 +109,10 @@ void OverwriteAt(const std::string& path, uint64_t offset, const std::string& by
 // ---- store helpers -----------------------------------------------------------
 
 // Records stored raw have a fixed size, so byte bounds can be exact.
-CodecOptions RawCodec() {
-  CodecOptions c;
-  c.min_saving = 1.0;  // never worth compressing
-  return c;
-}
-
-// The records of one prompt: block i is records[i] under keys[i].
-struct Chain {
-  std::vector<Hash128> keys;
-  std::vector<std::string> records;
-  std::vector<std::string_view> views() const {
-    return std::vector<std::string_view>(records.begin(), records.end());
-  }
-};
-
-Chain MakeChain(const Namespace& ns, uint64_t seed, size_t blocks,
-                const CodecOptions& codec = CodecOptions()) {
-  Chain chain;
-  const uint32_t bs = ns.layout.block_size;
-  const std::vector<uint32_t> tokens = test::Tokens(blocks * bs, seed);
-  const Hash128 fp = ns.Fingerprint();
-  PrefixHashes(fp, tokens, bs, &chain.keys);
-  for (size_t i = 0; i < blocks; ++i) {
-    RecordIdentity id;
-    id.layout = ns.layout;
-    id.depth = static_cast<uint32_t>(i);
-    id.namespace_fp = fp;
-    id.parent = i == 0 ? fp : chain.keys[i - 1];
-    id.tokens = std::span<const uint32_t>(tokens).subspan(i * bs, bs);
-    std::string record;
-    REQUIRE(EncodeRecord(id, test::Payload(ns.layout, seed * 1000 + i), codec, &record).ok());
-    chain.records.push_back(std::move(record));
-  }
-  return chain;
-}
-
 Namespace SmallNs() { return test::TestNamespace(test::SmallLayout()); }
 
 // 64 KiB blocks.
-Namespace BigNs() {
-  BlockLayout layout = test::SmallLayout(DType::kF16, 16);
-  layout.num_layers = 4;
-  layout.num_kv_heads = 4;
-  layout.head_dim = 64;
-  return test::TestNamespace(layout, "big-model");
-}
-
-std::unique_ptr<BlockStore> OpenStore(const std::string& dir, StoreOptions options = {}) {
-  std::unique_ptr<BlockStore> store;
-  Status s = OpenBlockStore(dir, options, &store);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
-  return store;
-}
-
-StoreStats Stats(BlockStore& store) {
-  StoreStats stats;
-  REQUIRE(store.GetStats(&stats).ok());
-  return stats;
-}
+Namespace BigNs() { return test::LargeBlockNamespace("big-model"); }
 
 // Every record of `expected` reads back bit-exact from `store`.
 void CheckReadsBack(BlockStore& store, const std::map<Hash128, std::string>& expected) {
@@ -179,35 +130,6 @@ void CheckReadsBack(BlockStore& store, const std::map<Hash128, std::string>& exp
 }
 
 std::string SegmentsDir(const std::string& store_dir) { return store_dir + "/segments"; }
-
-// A closed store's RocksDB opened directly, every column family.
-class RawDb {
- public:
-  explicit RawDb(const std::string& dir) {
-    std::vector<std::string> names;
-    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> families;
-    for (const std::string& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    rocksdb::DB* db = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(), dir, families, &handles_, &db).ok());
-    db_.reset(db);
-    for (size_t i = 0; i < names.size(); ++i) by_name_[names[i]] = handles_[i];
-  }
-  ~RawDb() {
-    for (auto* h : handles_) (void)db_->DestroyColumnFamilyHandle(h);
-    (void)db_->Close();
-  }
-  rocksdb::DB* db() { return db_.get(); }
-  rocksdb::ColumnFamilyHandle* family(const std::string& name) {
-    REQUIRE(by_name_.count(name) == 1);
-    return by_name_.at(name);
-  }
-
- private:
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> by_name_;
-};
 
 uint32_t RawFormatVersion(const std::string& dir) {
   RawDb raw(dir);

@@ -28,80 +28,24 @@
 #include "kvtier/record.h"
 #include "kvtier/store.h"
 #include "store/store_format.h"
+#include "store_test_util.h"
 #include "test_util.h"
 
 using namespace kvtier;
+using Chain = test::RecordChain;
+using test::MakeChain;
+using test::OpenStore;
+using test::RawCodec;
+using test::Stats;
 
 namespace {
-
-// Records stored raw have a fixed size, so budgets can be exact.
-CodecOptions RawCodec() {
-  CodecOptions c;
-  c.min_saving = 1.0;  // never worth compressing
-  return c;
-}
-
-// The records of one prompt: block i is records[i] under keys[i].
-struct Chain {
-  Namespace ns;
-  std::vector<Hash128> keys;
-  std::vector<std::string> records;
-
-  std::vector<std::string_view> views(size_t begin, size_t end) const {
-    return std::vector<std::string_view>(records.begin() + begin, records.begin() + end);
-  }
-  std::vector<std::string_view> views() const { return views(0, records.size()); }
-};
-
-Chain MakeChain(const Namespace& ns, uint64_t seed, size_t blocks,
-                const CodecOptions& codec = CodecOptions()) {
-  Chain chain;
-  chain.ns = ns;
-  const uint32_t bs = ns.layout.block_size;
-  const std::vector<uint32_t> tokens = test::Tokens(blocks * bs, seed);
-  const Hash128 fp = ns.Fingerprint();
-  PrefixHashes(fp, tokens, bs, &chain.keys);
-  for (size_t i = 0; i < blocks; ++i) {
-    RecordIdentity id;
-    id.layout = ns.layout;
-    id.depth = static_cast<uint32_t>(i);
-    id.namespace_fp = fp;
-    id.parent = i == 0 ? fp : chain.keys[i - 1];
-    id.tokens = std::span<const uint32_t>(tokens).subspan(i * bs, bs);
-    std::string record;
-    Status s = EncodeRecord(id, test::Payload(ns.layout, seed * 1000 + i), codec, &record);
-    REQUIRE(s.ok());
-    chain.records.push_back(std::move(record));
-  }
-  return chain;
-}
 
 Namespace SmallNs(const std::string& model = "test-model") {
   return test::TestNamespace(test::SmallLayout(), model);
 }
 
-// 64 KiB blocks: stored as BlobDB blobs, not inline in SSTs.
-Namespace BlobNs() {
-  BlockLayout layout = test::SmallLayout(DType::kF16, 16);
-  layout.num_layers = 4;
-  layout.num_kv_heads = 4;
-  layout.head_dim = 64;
-  return test::TestNamespace(layout, "blob-model");
-}
-
-std::unique_ptr<BlockStore> OpenStore(const std::string& dir, StoreOptions options = {}) {
-  std::unique_ptr<BlockStore> store;
-  Status s = OpenBlockStore(dir, options, &store);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
-  return store;
-}
-
-StoreStats Stats(BlockStore& store) {
-  StoreStats stats;
-  REQUIRE(store.GetStats(&stats).ok());
-  return stats;
-}
+// 64 KiB blocks: records larger than a page, as real ones are.
+Namespace BlobNs() { return test::LargeBlockNamespace("blob-model"); }
 
 std::vector<uint8_t> Present(BlockStore& store, const std::vector<Hash128>& keys) {
   std::vector<uint8_t> present;
@@ -134,18 +78,8 @@ int64_t NowMicros() {
 // Edits the `sys` family of a closed store with plain RocksDB.
 void EditSys(const std::string& dir,
              const std::function<rocksdb::Status(rocksdb::DB*, rocksdb::ColumnFamilyHandle*)>& edit) {
-  rocksdb::DBOptions options;
-  std::vector<std::string> names;
-  REQUIRE(rocksdb::DB::ListColumnFamilies(options, dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  REQUIRE(rocksdb::DB::Open(options, dir, families, &handles, &db).ok());
-  auto sys = std::find(names.begin(), names.end(), store_format::kSysFamily) - names.begin();
-  REQUIRE(edit(db, handles[sys]).ok());
-  for (auto* h : handles) REQUIRE(db->DestroyColumnFamilyHandle(h).ok());
-  delete db;
+  test::RawDb raw(dir);
+  REQUIRE(edit(raw.db(), raw.family(store_format::kSysFamily)).ok());
 }
 
 // ---- child processes -------------------------------------------------------
